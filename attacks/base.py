@@ -1,0 +1,131 @@
+"""The attack contract and the threat-model guard every adversarial batch passes.
+
+An attack is called like Foolbox's: ``attack(model, inputs, labels, eps) -> adversarials``,
+or ``attack.run_curve(model, inputs, labels, epsilons)`` for a whole epsilon curve.  The
+public calls are final: they validate the inputs, run the subclass's ``_run`` (or
+``_run_curve``), and check every returned batch against the threat model.  Subclasses never
+touch the guard, so no attack can hand back an example that breaks its budget.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import ClassVar, Literal, final
+
+import torch
+from torch import Tensor, nn
+
+from attacks.errors import BenchError, ThreatModelViolation
+from attacks.registry import Plugin, Registry
+
+ThreatModel = Literal["linf", "l2", "semantic"]
+
+#: Slack for float32 rounding when checking a norm ball (x + eps - x is not always eps).
+NORM_TOLERANCE = 1e-6
+
+
+def perturbation_norms(x: Tensor, x_adv: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-example L-infinity and L2 norms of ``x_adv - x``."""
+    delta = (x_adv - x).flatten(1)
+    return delta.abs().amax(dim=1), delta.norm(dim=1)
+
+
+def check_threat_model(
+    x: Tensor, x_adv: Tensor, threat_model: ThreatModel, eps: float, *, attack: str = "attack"
+) -> None:
+    """Raise ``ThreatModelViolation`` unless every example is finite, in [0, 1], and inside its ball.
+
+    Semantic attacks (parameter ranges rather than a norm ball) are checked for the box only;
+    their parameter ranges are checked by the attack itself.
+    """
+    if x_adv.shape != x.shape:
+        raise ThreatModelViolation(f"{attack} returned shape {tuple(x_adv.shape)} for inputs {tuple(x.shape)}")
+    if not torch.isfinite(x_adv).all():
+        raise ThreatModelViolation(f"{attack} returned non-finite values")
+    outside_box = (x_adv < 0).flatten(1).any(1) | (x_adv > 1).flatten(1).any(1)
+    if outside_box.any():
+        raise ThreatModelViolation(
+            f"{attack} returned {int(outside_box.sum())} of {len(x)} examples outside the [0, 1] box "
+            f"(min {x_adv.min().item():.4g}, max {x_adv.max().item():.4g})"
+        )
+    if threat_model == "semantic":
+        return
+    linf, l2 = perturbation_norms(x, x_adv)
+    norms = linf if threat_model == "linf" else l2
+    outside_ball = norms > eps + NORM_TOLERANCE
+    if outside_ball.any():
+        symbol = "L∞" if threat_model == "linf" else "L2"
+        raise ThreatModelViolation(
+            f"{attack} returned {int(outside_ball.sum())} of {len(x)} examples outside the {symbol} ball "
+            f"of radius {eps:g} (largest perturbation {norms.max().item():.6g})"
+        )
+
+
+def validate_epsilon(eps: float) -> float:
+    """An attack budget must be a finite number in [0, 1] (inputs live in [0, 1])."""
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps):
+        raise BenchError(f"epsilon must be a finite number in [0, 1]; got {eps!r}")
+    if not 0.0 <= eps <= 1.0:
+        raise BenchError(f"epsilon must lie in [0, 1] (inputs are in [0, 1]); got {eps:g}")
+    return float(eps)
+
+
+class Attack(Plugin, ABC):
+    """An evasion attack on a differentiable (or query-only) model mapping [0, 1] images to logits."""
+
+    threat_model: ClassVar[ThreatModel] = "linf"
+    backend: ClassVar[str] = "native"
+    #: What the attack needs from a defense; the runner skips cells whose defense lacks it.
+    requires: ClassVar[frozenset[str]] = frozenset({"gradients"})
+    #: Minimisation attacks run once and are clipped to every epsilon of a curve.
+    minimization: ClassVar[bool] = False
+
+    @final
+    def __call__(
+        self, model: nn.Module, x: Tensor, y: Tensor, eps: float, *, generator: torch.Generator | None = None
+    ) -> Tensor:
+        return self.run_curve(model, x, y, [eps], generator=generator)[0]
+
+    @final
+    def run_curve(
+        self,
+        model: nn.Module,
+        x: Tensor,
+        y: Tensor,
+        epsilons: Sequence[float],
+        *,
+        generator: torch.Generator | None = None,
+    ) -> list[Tensor]:
+        """Adversarial examples for each epsilon, each checked against the threat model."""
+        epsilons = [validate_epsilon(eps) for eps in epsilons]
+        if x.ndim < 2 or y.shape != (len(x),):
+            raise BenchError(f"inputs {tuple(x.shape)} and labels {tuple(y.shape)} do not match")
+        if not x.is_floating_point() or x.min() < 0 or x.max() > 1:
+            raise BenchError("attack inputs must be floating-point images in [0, 1]")
+        if generator is None:
+            generator = torch.Generator(device=x.device).manual_seed(0)
+        adversarials = self._run_curve(model, x, y, epsilons, generator)
+        for eps, x_adv in zip(epsilons, adversarials, strict=True):
+            check_threat_model(x, x_adv, self.threat_model, eps, attack=self.name)
+        return adversarials
+
+    def _run_curve(
+        self, model: nn.Module, x: Tensor, y: Tensor, epsilons: list[float], generator: torch.Generator
+    ) -> list[Tensor]:
+        """Default: one run per epsilon (fixed-budget attacks); epsilon 0 returns the inputs."""
+        return [x.clone() if eps == 0 else self._run(model, x, y, eps, generator) for eps in epsilons]
+
+    @abstractmethod
+    def _run(self, model: nn.Module, x: Tensor, y: Tensor, eps: float, generator: torch.Generator) -> Tensor:
+        """Adversarial examples for one epsilon."""
+
+
+def project_linf(x: Tensor, x_adv: Tensor, eps: float) -> Tensor:
+    """Project onto the L-infinity ball of radius eps around x, intersected with [0, 1]."""
+    return torch.minimum(torch.maximum(x_adv, x - eps), x + eps).clamp_(0.0, 1.0)
+
+
+ATTACKS: Registry[Attack] = Registry("attack", Attack, "attacks", "bench.attacks")
+register_attack = ATTACKS.register

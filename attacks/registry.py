@@ -1,0 +1,199 @@
+"""Name registries for plugins (defenses and attacks), with typed per-name options.
+
+A plugin is a class with a frozen dataclass ``Config``.  It is selected by a *spec*:
+``name`` or ``name:key=value:key=value`` (e.g. ``vae:arch=cnn``, ``pgd:steps=100``).
+The config is built from the dataclass defaults (the paper's settings), then the class's
+``profile_overrides[profile]`` (budgets only), then the spec's options.
+
+Built-ins are found by importing every module of their package; third-party packages
+register through the entry-point group (``bench.defenses`` / ``bench.attacks``), whose
+entries point at plugin classes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pkgutil
+import typing
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any, ClassVar, Generic, TypeVar
+
+from attacks.errors import BenchError
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """Config of a plugin that takes no options."""
+
+
+class Plugin:
+    """Base of every registered defense and attack."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    Config: ClassVar[type] = NoOptions
+    profile_overrides: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+
+    def __init__(self, config: Any = None) -> None:
+        self.config = config if config is not None else self.Config()
+
+    def options(self) -> dict[str, Any]:
+        """The plugin's full configuration as plain JSON-able values (hashed for caching)."""
+        return dataclasses.asdict(self.config)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A parsed ``name:key=value`` selector."""
+
+    name: str
+    options: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> Spec:
+        name, *parts = text.strip().split(":")
+        if not name:
+            raise BenchError(f"empty name in {text!r}")
+        options = []
+        for part in parts:
+            key, sep, value = part.partition("=")
+            if not sep or not key:
+                raise BenchError(f"option {part!r} in {text!r} is not of the form key=value")
+            options.append((key.strip(), value.strip()))
+        return cls(name, tuple(options))
+
+    @property
+    def label(self) -> str:
+        """Canonical text of the spec: the row label in tables."""
+        return ":".join([self.name, *(f"{k}={v}" for k, v in self.options)])
+
+
+P = TypeVar("P", bound=Plugin)
+
+
+def _convert(value: str, annotation: Any, where: str) -> Any:
+    """Convert an option's text to its dataclass field type (int, float, bool, str, Literal)."""
+    if typing.get_origin(annotation) is typing.Literal:
+        choices = typing.get_args(annotation)
+        if value not in choices:
+            raise BenchError(f"{where} must be one of {', '.join(map(str, choices))}; got {value!r}")
+        return value
+    if annotation is bool:
+        lowered = value.lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off"}:
+            return False
+        raise BenchError(f"{where} must be true or false; got {value!r}")
+    if annotation in (int, float):
+        try:
+            return annotation(value)
+        except ValueError:
+            raise BenchError(f"{where} must be a number ({annotation.__name__}); got {value!r}") from None
+    return value
+
+
+class Registry(Generic[P]):
+    """Maps names to plugin classes; ``build`` turns a spec into a configured instance."""
+
+    def __init__(self, kind: str, base: type[P], builtin_package: str, entry_point_group: str) -> None:
+        self.kind = kind
+        self.base = base
+        self.builtin_package = builtin_package
+        self.entry_point_group = entry_point_group
+        self._classes: dict[str, type[P]] = {}
+        self._aliases: set[str] = set()
+        self._loaded = False
+
+    def register(self, name: str, *, aliases: tuple[str, ...] = ()) -> Callable[[type[P]], type[P]]:
+        """Class decorator: ``@register_attack("fgsm")``.  Aliases resolve to the same class but
+        are not selected again by ``all``."""
+
+        def decorate(cls: type[P]) -> type[P]:
+            for key in (name, *aliases):
+                existing = self._classes.get(key)
+                if existing is not None and existing is not cls:
+                    raise ValueError(f"{self.kind} {key!r} is registered twice ({existing} and {cls})")
+                self._classes[key] = cls
+            self._aliases.update(aliases)
+            if not cls.name:
+                cls.name = name
+            return cls
+
+        return decorate
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        package = importlib.import_module(self.builtin_package)
+        for module in pkgutil.iter_modules(package.__path__):
+            if not module.name.startswith("_"):
+                importlib.import_module(f"{self.builtin_package}.{module.name}")
+        for entry in entry_points(group=self.entry_point_group):
+            try:
+                cls = entry.load()
+            except Exception as error:
+                raise BenchError(
+                    f"plugin {entry.name!r} ({entry.value}) of group {self.entry_point_group} failed to load: {error}"
+                ) from error
+            if not (isinstance(cls, type) and issubclass(cls, self.base)):
+                raise BenchError(f"plugin {entry.name!r} ({entry.value}) is not a {self.base.__name__} subclass")
+            self.register(entry.name)(cls)
+
+    def names(self) -> list[str]:
+        self._load()
+        return sorted(self._classes)
+
+    def items(self) -> Iterator[tuple[str, type[P]]]:
+        self._load()
+        for name in sorted(self._classes):
+            yield name, self._classes[name]
+
+    def get(self, name: str) -> type[P]:
+        self._load()
+        try:
+            return self._classes[name]
+        except KeyError:
+            raise BenchError(f"unknown {self.kind} {name!r}; valid: {', '.join(self.names())}") from None
+
+    def build(self, spec: Spec | str, profile: str) -> P:
+        spec = Spec.parse(spec) if isinstance(spec, str) else spec
+        cls = self.get(spec.name)
+        hints = typing.get_type_hints(cls.Config)
+        fields = {field.name for field in dataclasses.fields(cls.Config)}
+        values: dict[str, Any] = dict(cls.profile_overrides.get(profile, {}))
+        for key, text in spec.options:
+            if key not in fields:
+                valid = ", ".join(sorted(fields)) or "none"
+                raise BenchError(f"{self.kind} {spec.name!r} has no option {key!r}; valid options: {valid}")
+            values[key] = _convert(text, hints[key], f"option {key} of {self.kind} {spec.name!r}")
+        try:
+            config = cls.Config(**values)
+        except (TypeError, ValueError) as error:
+            raise BenchError(f"bad options for {self.kind} {spec.name!r}: {error}") from None
+        return cls(config)
+
+    def expand(self, text: str) -> list[Spec]:
+        """Parse a comma-separated selection; ``all`` stands for every registered name."""
+        specs: list[Spec] = []
+        for item in (part.strip() for part in text.split(",")):
+            if not item:
+                continue
+            if item == "all":
+                specs.extend(Spec(name) for name in self.primary_names())
+            else:
+                spec = Spec.parse(item)
+                self.get(spec.name)
+                specs.append(spec)
+        if not specs:
+            raise BenchError(f"no {self.kind} selected; valid: all, {', '.join(self.names())}")
+        return list(dict.fromkeys(specs))
+
+    def primary_names(self) -> list[str]:
+        """Names that are not aliases of another entry (what ``all`` selects)."""
+        self._load()
+        return sorted(name for name in self._classes if name not in self._aliases)

@@ -1,0 +1,57 @@
+"""Cache of trained defenses keyed by config hash: weights plus plain metadata.
+
+Files are written atomically and loaded with ``weights_only=True``; a file that cannot be
+read or does not match its key is reported, removed and retrained by the caller.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmark.atomic import atomic_write
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    state: dict[str, Any]
+    meta: dict[str, Any]
+
+
+class CorruptCheckpoint(Exception):
+    pass
+
+
+class CheckpointCache:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def path(self, name: str, key: str) -> Path:
+        return self.root / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}-{key}.pt"
+
+    def load(self, name: str, key: str) -> Checkpoint | None:
+        """The checkpoint, ``None`` when absent; raises ``CorruptCheckpoint`` when unreadable."""
+        path = self.path(name, key)
+        if not path.exists():
+            return None
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:
+            raise CorruptCheckpoint(f"{path} cannot be read ({type(error).__name__}: {error})") from None
+        if not isinstance(payload, dict) or not {"state", "meta"} <= payload.keys():
+            raise CorruptCheckpoint(f"{path} is not a checkpoint of this harness")
+        if payload["meta"].get("config_hash") != key:
+            raise CorruptCheckpoint(f"{path} holds config {payload['meta'].get('config_hash')}, not {key}")
+        return Checkpoint(payload["state"], payload["meta"])
+
+    def save(self, name: str, key: str, state: dict[str, Any], meta: dict[str, Any]) -> Path:
+        path = self.path(name, key)
+        atomic_write(path, lambda handle: torch.save({"state": state, "meta": {**meta, "config_hash": key}}, handle))
+        return path
+
+    def remove(self, name: str, key: str) -> None:
+        self.path(name, key).unlink(missing_ok=True)

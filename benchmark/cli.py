@@ -1,0 +1,223 @@
+"""``bench``: run | list | show | check | report.
+
+User-fixable problems print a one-line ``bench: error: ...`` and exit 2; a run whose cells
+failed their threat-model check exits 1; Ctrl-C exits 130 and keeps every finished cell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from attacks.errors import BenchError
+
+EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise BenchError(f"{message} (see bench {self.prog.split()[-1]} --help)")
+
+
+def _add_run(subparsers: argparse._SubParsersAction) -> None:
+    run = subparsers.add_parser("run", help="train (or load) defenses and evaluate the attack matrix")
+    run.add_argument(
+        "--defenses", default="all", help="comma-separated defense specs (name or name:key=value), or 'all'"
+    )
+    run.add_argument("--attacks", default="fgsm,pgd,deepfool", help="comma-separated attack specs, or 'all'")
+    run.add_argument("--eps", default=None, help="epsilons: list 0.1,0.3 or range 0:0.3:0.1 (default: profile's)")
+    run.add_argument("--profile", default="quick", help="smoke | quick (default) | paper")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (cuda when present)")
+    run.add_argument("--out", type=Path, default=Path("results"), help="results directory (default: results)")
+    run.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="checkpoint cache (default: $BENCH_CACHE_DIR or the per-user cache)",
+    )
+    run.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="MNIST root holding MNIST/raw (default: $BENCH_DATA_DIR or the per-user cache)",
+    )
+    run.add_argument("--no-download", action="store_true", help="never download MNIST (also: BENCH_OFFLINE=1)")
+    run.add_argument("--eot-samples", type=int, default=None, help="EOT draws per gradient for randomized defenses")
+    run.add_argument(
+        "--repeats", type=int, default=None, help="repeated predictions for randomized defenses (all must be correct)"
+    )
+    run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="bench", description="Adversarial-robustness benchmark harness")
+    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_run(subparsers)
+    subparsers.add_parser("list", help="list registered defenses and attacks")
+    show = subparsers.add_parser("show", help="print the leaderboard of a results directory")
+    show.add_argument("--out", type=Path, default=Path("results"))
+    report = subparsers.add_parser("report", help="rewrite leaderboard.csv/.md from the results store")
+    report.add_argument("--out", type=Path, default=Path("results"))
+    check = subparsers.add_parser("check", help="compare a run's leaderboard with a baseline (exit 1 on regression)")
+    check.add_argument("--baseline", type=Path, required=True, help="baseline leaderboard CSV")
+    check.add_argument("--run", type=Path, default=Path("results"), help="results directory of the run")
+    check.add_argument("--floor", type=float, default=0.02, help="smallest tolerated drop (absolute, default 0.02)")
+    return parser
+
+
+def _positive(value: int | None, flag: str) -> int | None:
+    if value is not None and value < 1:
+        raise BenchError(f"{flag} must be at least 1; got {value}")
+    return value
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from attacks.base import ATTACKS
+    from benchmark.config import RunConfig, get_profile, parse_epsilons
+    from benchmark.leaderboard import profile_tables
+    from benchmark.runner import run_benchmark
+    from defenses.base import DEFENSES
+
+    profile = get_profile(args.profile)
+    config = RunConfig(
+        defenses=tuple(DEFENSES.expand(args.defenses)),
+        attacks=tuple(ATTACKS.expand(args.attacks)),
+        epsilons=parse_epsilons(args.eps) if args.eps is not None else profile.epsilons,
+        profile=profile,
+        seed=args.seed,
+        device=args.device,
+        out_dir=args.out,
+        cache_dir=args.cache_dir,
+        data_dir=args.data_dir,
+        download=not args.no_download,
+        eot_samples=_positive(args.eot_samples, "--eot-samples"),
+        prediction_repeats=_positive(args.repeats, "--repeats"),
+        progress=not args.no_progress,
+    )
+    try:
+        frame = run_benchmark(config)
+    except KeyboardInterrupt:
+        print(
+            f"\nbench: interrupted; finished cells are saved in {args.out}/cells. Rerun the same command to resume.",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    selected = frame[
+        (frame["profile"] == profile.name)
+        & frame["defense"].isin([s.label for s in config.defenses])
+        & frame["attack"].isin([s.label for s in config.attacks])
+        & frame["eps"].round(10).isin([round(e, 10) for e in config.epsilons])
+    ]
+    if not selected.empty:
+        tables = profile_tables(selected)
+        print("Robust accuracy, % [95 % Wilson interval]\n" + tables["robust"])
+        print("\nDefenses\n" + tables["defenses"])
+    print(
+        f"\n{frame.attrs['computed']} cells computed; leaderboard written to {args.out}/leaderboard.csv and "
+        f"{args.out}/leaderboard.md"
+    )
+    failures = frame.attrs["failures"]
+    for failure in failures:
+        print(f"bench: cell {failure.defense} × {failure.attack} failed: {failure.message}", file=sys.stderr)
+    return EXIT_FAILED if failures else 0
+
+
+def _cmd_list(_: argparse.Namespace) -> int:
+    from attacks.base import ATTACKS
+    from defenses.base import DEFENSES
+
+    for title, registry in (("Defenses", DEFENSES), ("Attacks", ATTACKS)):
+        print(f"{title}:")
+        width = max(len(name) for name in registry.names())
+        for name, cls in registry.items():
+            alias = f" (alias of {cls.name})" if name != cls.name else ""
+            print(f"  {name:<{width}}  {cls.description}{alias}")
+        print()
+    return 0
+
+
+def _load_store(out: Path):
+    from benchmark.leaderboard import records_to_frame
+    from benchmark.store import ResultStore
+
+    records = ResultStore(out).records()
+    if not records:
+        raise BenchError(f"no results in {out}/cells; run `bench run --out {out}` first")
+    return records_to_frame(records)
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from benchmark.leaderboard import markdown
+
+    print(markdown(_load_store(args.out)))
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from benchmark.leaderboard import write_leaderboard
+
+    csv_path, md_path = write_leaderboard(_load_store(args.out), args.out)
+    print(f"wrote {csv_path} and {md_path}")
+    return 0
+
+
+def _read_csv(path: Path, what: str):
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path)
+    except FileNotFoundError:
+        raise BenchError(f"{what} {path} does not exist") from None
+    except (ValueError, pd.errors.ParserError) as error:
+        raise BenchError(f"{what} {path} is not a leaderboard CSV ({error})") from None
+    required = {
+        "profile",
+        "defense",
+        "attack",
+        "eps",
+        "robust_accuracy",
+        "robust_accuracy_ci_low",
+        "robust_accuracy_ci_high",
+    }
+    if not required <= set(frame.columns):
+        raise BenchError(f"{what} {path} lacks columns {', '.join(sorted(required - set(frame.columns)))}")
+    return frame
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from benchmark.regression import compare
+
+    if not 0 <= args.floor <= 1:
+        raise BenchError(f"--floor must lie in [0, 1]; got {args.floor}")
+    baseline = _read_csv(args.baseline, "baseline")
+    run = _read_csv(args.run / "leaderboard.csv" if args.run.is_dir() else args.run, "run leaderboard")
+    report = compare(baseline, run, floor=args.floor)
+    if not report.regressions.empty:
+        print("Regressions (robust accuracy below baseline by more than the tolerance):")
+        print(tabulate(report.regressions, headers="keys", tablefmt="github", floatfmt=".3f", showindex=False))
+    if not report.missing.empty:
+        print("Cells in the baseline but missing from the run:")
+        print(tabulate(report.missing, headers="keys", tablefmt="github", showindex=False))
+    print(f"{report.compared} cells compared, {len(report.regressions)} regressions, {len(report.missing)} missing")
+    return 0 if report.ok else EXIT_FAILED
+
+
+COMMANDS = {"run": _cmd_run, "list": _cmd_list, "show": _cmd_show, "report": _cmd_report, "check": _cmd_check}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except BenchError as error:
+        print(f"bench: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

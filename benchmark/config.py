@@ -1,0 +1,112 @@
+"""Run configuration and profiles.  A profile changes budgets, never the method."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from attacks.base import validate_epsilon
+from attacks.errors import BenchError
+from attacks.registry import Spec
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Budgets of a run: data slice sizes and evaluation effort.  Defenses and attacks carry
+    their own per-profile budgets (epochs, steps) in ``profile_overrides``."""
+
+    name: str
+    n_train: int
+    n_val: int
+    n_test: int
+    eot_samples: int  # gradient samples per step for randomized defenses
+    prediction_repeats: int  # a point is robust only if all repeated predictions are correct
+    batch_size: int = 500  # evaluation batch for attacks and predictions
+    epsilons: tuple[float, ...] = (0.1, 0.2, 0.3)
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile("smoke", n_train=5000, n_val=1000, n_test=200, eot_samples=2, prediction_repeats=3),
+    "quick": Profile("quick", n_train=50_000, n_val=10_000, n_test=1000, eot_samples=4, prediction_repeats=5),
+    "paper": Profile("paper", n_train=50_000, n_val=10_000, n_test=10_000, eot_samples=16, prediction_repeats=10),
+}
+
+
+def get_profile(name: str) -> Profile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise BenchError(f"unknown profile {name!r}; valid: {', '.join(PROFILES)}") from None
+
+
+def _number(text: str, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise BenchError(f"{what} {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise BenchError(f"{what} {text!r} is not a finite number")
+    return value
+
+
+def parse_epsilons(text: str) -> tuple[float, ...]:
+    """Epsilons from ``0.1,0.3`` or a range ``start:stop:step`` (inclusive), or a mix of both."""
+    values: list[float] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        if ":" in item:
+            parts = item.split(":")
+            if len(parts) != 3:
+                raise BenchError(f"epsilon range {item!r} must be start:stop:step, e.g. 0:0.3:0.1")
+            start, stop, step = (_number(part, "epsilon") for part in parts)
+            if step <= 0 or stop < start:
+                raise BenchError(f"epsilon range {item!r} needs start <= stop and a positive step")
+            count = math.floor((stop - start) / step + 1e-9) + 1
+            values.extend(round(start + i * step, 10) for i in range(count))
+        else:
+            values.append(_number(item, "epsilon"))
+    if not values:
+        raise BenchError("no epsilon given; pass e.g. --eps 0.1,0.3 or --eps 0:0.3:0.1")
+    for value in values:
+        try:
+            validate_epsilon(value)
+        except BenchError:
+            raise BenchError(f"epsilon {value:g} is outside [0, 1] (inputs are images in [0, 1])") from None
+    return tuple(sorted(set(values)))
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    defenses: tuple[Spec, ...]
+    attacks: tuple[Spec, ...]
+    epsilons: tuple[float, ...]
+    profile: Profile
+    seed: int = 0
+    device: str = "cpu"
+    out_dir: Path = Path("results")
+    cache_dir: Path | None = None
+    data_dir: Path | None = None
+    download: bool = True
+    eot_samples: int | None = None
+    prediction_repeats: int | None = None
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def effective_eot_samples(self) -> int:
+        return self.eot_samples if self.eot_samples is not None else self.profile.eot_samples
+
+    @property
+    def effective_prediction_repeats(self) -> int:
+        return self.prediction_repeats if self.prediction_repeats is not None else self.profile.prediction_repeats
+
+
+def config_hash(payload: Any) -> str:
+    """Short, stable hash of a JSON-able payload (sorted keys)."""
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

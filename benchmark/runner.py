@@ -1,0 +1,417 @@
+"""The matrix runner: train or load each defense, then evaluate every missing (attack, ε) cell.
+
+``run_benchmark`` is the one-function entry point (as RobustBench's ``benchmark()``): it
+takes a ``RunConfig`` and returns the leaderboard of everything in the results store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pandas as pd
+import torch
+from platformdirs import user_cache_dir
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from attacks.base import ATTACKS, Attack
+from attacks.errors import BenchError
+from attacks.registry import Spec
+from benchmark.checkpoints import CheckpointCache, CorruptCheckpoint
+from benchmark.config import RunConfig, config_hash
+from benchmark.data import DataSlices, load_mnist, make_slices, resolve_data_dir
+from benchmark.leaderboard import records_to_frame, write_leaderboard
+from benchmark.metrics import cell_metrics, robust_predictions
+from benchmark.provenance import describe_device, library_versions
+from benchmark.store import ResultStore
+from defenses.base import DEFENSES, Defense
+
+T = TypeVar("T")
+CACHE_DIR_ENV = "BENCH_CACHE_DIR"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise BenchError("--device cuda was asked for but no CUDA device is available; use --device cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise BenchError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto") from None
+
+
+def resolve_cache_dir(flag: Path | None) -> Path:
+    if flag:
+        return Path(flag).expanduser()
+    if os.environ.get(CACHE_DIR_ENV):
+        return Path(os.environ[CACHE_DIR_ENV]).expanduser()
+    return Path(user_cache_dir("bench")) / "checkpoints"
+
+
+def ensure_writable(directory: Path, flag: str) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise BenchError(f"cannot write to {flag} {directory}: {error.strerror or error}") from None
+
+
+class Reporter:
+    """Progress bars and status lines on stderr."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def progress(self, iterable: Iterable[T], *, desc: str, total: int | None = None) -> Iterable[T]:
+        return tqdm(
+            iterable,
+            desc=desc,
+            total=total,
+            disable=not self.enabled or None,
+            leave=False,
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )
+
+    def log(self, message: str) -> None:
+        tqdm.write(message, file=sys.stderr)
+
+
+@dataclass
+class TrainedDefense:
+    defense: Defense
+    key: str
+    train_seconds: float
+    cached: bool
+
+
+@dataclass
+class _FitContext:
+    """The ``FitContext`` the runner hands to ``Defense.fit``."""
+
+    trainer: DefenseTrainer
+    device: torch.device
+    seed: int
+
+    def generator(self) -> torch.Generator:
+        return torch.Generator(device=self.device).manual_seed(self.seed)
+
+    def dependency(self, name: str) -> Defense:
+        return self.trainer.trained(Spec(name)).defense
+
+    def progress(self, iterable: Iterable[T], *, desc: str, total: int | None = None) -> Iterable[T]:
+        return self.trainer.reporter.progress(iterable, desc=desc, total=total)
+
+    def log(self, message: str) -> None:
+        self.trainer.reporter.log(message)
+
+
+@dataclass
+class DefenseTrainer:
+    """Loads defenses from the checkpoint cache or fits them (timed), once per run."""
+
+    config: RunConfig
+    load_data: Callable[[], DataSlices]
+    cache: CheckpointCache
+    device: torch.device
+    reporter: Reporter
+    _trained: dict[str, TrainedDefense] = field(default_factory=dict)
+    _device_data: tuple[Any, Any] | None = None
+
+    def build(self, spec: Spec) -> Defense:
+        return DEFENSES.build(spec, self.config.profile.name)
+
+    def key(self, spec: Spec) -> str:
+        defense = self.build(spec)
+        return config_hash(
+            {
+                "defense": spec.name,
+                "options": defense.options(),
+                "profile": self.config.profile.name,
+                "data": {"n_train": self.config.profile.n_train, "n_val": self.config.profile.n_val},
+                "seed": self.config.seed,
+                "dependencies": {name: self.key(Spec(name)) for name in defense.dependencies},
+            }
+        )
+
+    def trained(self, spec: Spec) -> TrainedDefense:
+        if spec.label in self._trained:
+            return self._trained[spec.label]
+        defense, key = self.build(spec).to(self.device), self.key(spec)
+        entry = self._load(spec, defense, key) or self._fit(spec, defense, key)
+        self._trained[spec.label] = entry
+        return entry
+
+    def _load(self, spec: Spec, defense: Defense, key: str) -> TrainedDefense | None:
+        try:
+            checkpoint = self.cache.load(spec.name, key)
+            if checkpoint is None:
+                return None
+            defense.load_state_dict(checkpoint.state)
+        except (CorruptCheckpoint, KeyError, RuntimeError) as error:
+            self.reporter.log(f"warning: checkpoint of {spec.label} is corrupt ({error}); retraining it")
+            self.cache.remove(spec.name, key)
+            return None
+        defense.to(self.device)
+        self.reporter.log(f"{spec.label}: loaded cached checkpoint {key}")
+        return TrainedDefense(defense, key, float(checkpoint.meta.get("train_seconds", float("nan"))), True)
+
+    def _fit(self, spec: Spec, defense: Defense, key: str) -> TrainedDefense:
+        if self._device_data is None:
+            data = self.load_data()
+            self._device_data = (data.train.to(self.device), data.val.to(self.device))
+        train, val = self._device_data
+        for dependency in defense.dependencies:
+            self.trained(Spec(dependency))
+        self.reporter.log(f"{spec.label}: training ({len(train)} images, profile {self.config.profile.name})")
+        torch.manual_seed(self.config.seed)
+        context = _FitContext(self, self.device, self.config.seed)
+        start = time.perf_counter()
+        defense.fit(train, val, context)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        seconds = time.perf_counter() - start
+        self.cache.save(
+            spec.name,
+            key,
+            defense.state_dict(),
+            {
+                "defense": spec.label,
+                "options": defense.options(),
+                "train_seconds": seconds,
+                "profile": self.config.profile.name,
+                "seed": self.config.seed,
+                "library_versions": library_versions(),
+                "device": describe_device(self.device),
+                "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            },
+        )
+        self.reporter.log(f"{spec.label}: trained in {seconds:.1f} s")
+        return TrainedDefense(defense, key, seconds, False)
+
+
+@dataclass
+class CellFailure:
+    defense: str
+    attack: str
+    message: str
+
+
+@contextlib.contextmanager
+def frozen_parameters(model: torch.nn.Module) -> Iterator[None]:
+    """Attacks need input gradients only: skip the weight gradients, then restore the flags."""
+    flags = [(parameter, parameter.requires_grad) for parameter in model.parameters()]
+    model.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for parameter, flag in flags:
+            parameter.requires_grad_(flag)
+
+
+def _repeated_predictions(defense: Defense, x: Tensor, y: Tensor, repeats: int, batch_size: int) -> Tensor:
+    repeats = repeats if defense.randomized else 1
+    predictions = torch.stack([defense.predict(x, batch_size).argmax(dim=1) for _ in range(repeats)])
+    return robust_predictions(predictions, y)
+
+
+class MatrixRunner:
+    def __init__(self, config: RunConfig) -> None:
+        self.config = config
+        profile = config.profile.name
+        self.defenses = [(spec, DEFENSES.build(spec, profile)) for spec in config.defenses]
+        self.attacks = [(spec, ATTACKS.build(spec, profile)) for spec in config.attacks]
+        self.device = resolve_device(config.device)
+        self.reporter = Reporter(config.progress)
+        ensure_writable(Path(config.out_dir), "--out")
+        self.cache_dir = resolve_cache_dir(config.cache_dir)
+        ensure_writable(self.cache_dir, "--cache-dir")
+        self.store = ResultStore(Path(config.out_dir))
+        self.failures: list[CellFailure] = []
+        self.computed = 0
+        self._data: DataSlices | None = None
+
+    def data(self) -> DataSlices:
+        """MNIST slices, loaded on first use (a run whose cells are all stored never loads them)."""
+        if self._data is None:
+            cfg, profile = self.config, self.config.profile
+            full_train, test = load_mnist(resolve_data_dir(cfg.data_dir), download=cfg.download)
+            self._data = make_slices(full_train, test, profile.n_train, profile.n_val, profile.n_test, cfg.seed)
+        return self._data
+
+    def run(self) -> pd.DataFrame:
+        cfg, profile = self.config, self.config.profile
+        trainer = DefenseTrainer(cfg, self.data, CheckpointCache(self.cache_dir), self.device, self.reporter)
+        for defense_spec, _ in self.defenses:
+            defense_key = trainer.key(defense_spec)
+            pending = [
+                (
+                    attack_spec,
+                    attack,
+                    [
+                        eps
+                        for eps in cfg.epsilons
+                        if not self.store.has(self.cell_key(defense_key, attack_spec, attack, eps))
+                    ],
+                )
+                for attack_spec, attack in self.attacks
+            ]
+            pending = [(spec, attack, eps) for spec, attack, eps in pending if eps]
+            if not pending:
+                continue
+            trained = trainer.trained(defense_spec)
+            test_x, test_y = self.data().test.x.to(self.device), self.data().test.y.to(self.device)
+            clean = _repeated_predictions(trained.defense, test_x, test_y, self.repeats, profile.batch_size)
+            for attack_spec, attack, epsilons in pending:
+                self._evaluate(defense_spec, trained, attack_spec, attack, epsilons, test_x, test_y, clean)
+        frame = records_to_frame(self.store.records())
+        write_leaderboard(frame, Path(cfg.out_dir))
+        frame.attrs["failures"] = self.failures
+        frame.attrs["computed"] = self.computed
+        return frame
+
+    @property
+    def repeats(self) -> int:
+        return self.config.effective_prediction_repeats
+
+    def cell_key(self, defense_key: str, attack_spec: Spec, attack: Attack, eps: float) -> str:
+        cfg = self.config
+        return config_hash(
+            {
+                "defense_key": defense_key,
+                "attack": attack_spec.name,
+                "attack_options": attack.options(),
+                "eps": eps,
+                "n_test": cfg.profile.n_test,
+                "seed": cfg.seed,
+                "eot_samples": cfg.effective_eot_samples,
+                "prediction_repeats": self.repeats,
+            }
+        )
+
+    def _base_record(
+        self, defense_spec: Spec, trained: TrainedDefense, attack_spec: Spec, attack: Attack, eps: float
+    ) -> dict[str, Any]:
+        cfg, defense = self.config, trained.defense
+        return {
+            "cell_key": self.cell_key(trained.key, attack_spec, attack, eps),
+            "defense": defense_spec.label,
+            "attack": attack_spec.label,
+            "backend": attack.backend,
+            "threat_model": attack.threat_model,
+            "eps": eps,
+            "profile": cfg.profile.name,
+            "seed": cfg.seed,
+            "config_hash": trained.key,
+            "train_seconds": trained.train_seconds,
+            "randomized": defense.randomized,
+            "eot_samples": cfg.effective_eot_samples if defense.randomized else 1,
+            "prediction_repeats": self.repeats if defense.randomized else 1,
+            "device": describe_device(self.device),
+            "library_versions": library_versions(),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+
+    def _evaluate(
+        self,
+        defense_spec: Spec,
+        trained: TrainedDefense,
+        attack_spec: Spec,
+        attack: Attack,
+        epsilons: list[float],
+        x: Tensor,
+        y: Tensor,
+        clean: Tensor,
+    ) -> None:
+        defense, label = trained.defense, f"{defense_spec.label} × {attack_spec.label}"
+        missing = attack.requires - defense.provides
+        if missing:
+            reason = f"{attack_spec.label} needs {', '.join(sorted(missing))}, which {defense_spec.label} lacks"
+            for eps in epsilons:
+                self._write(
+                    {
+                        **self._base_record(defense_spec, trained, attack_spec, attack, eps),
+                        "status": "skipped",
+                        "note": reason,
+                    }
+                )
+            self.reporter.log(f"{label}: skipped ({reason})")
+            return
+        clean_correct = clean == y
+        attacked = clean_correct.nonzero().squeeze(1)
+        model = defense.attack_model(self.config.effective_eot_samples)
+        # Minimisation attacks produce a whole curve from one run; fixed-budget ones run per epsilon.
+        groups = [epsilons] if attack.minimization else [[eps] for eps in epsilons]
+        for group in groups:
+            key = self.cell_key(trained.key, attack_spec, attack, group[0])
+            seed = int(key[:8], 16)
+            generator = torch.Generator(device=self.device).manual_seed(seed)
+            adversarial = [x.clone() for _ in group]
+            start = time.perf_counter()
+            try:
+                with frozen_parameters(model):
+                    self._attack_batches(attack, model, x, y, attacked, group, generator, adversarial, label)
+            except BenchError as error:
+                self.failures.append(CellFailure(defense_spec.label, attack_spec.label, str(error)))
+                self.reporter.log(f"error: {label}: {error}; no number recorded for this cell")
+                continue
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            seconds = time.perf_counter() - start
+            torch.manual_seed(seed)
+            for eps, x_adv in zip(group, adversarial, strict=True):
+                predictions = _repeated_predictions(defense, x_adv, y, self.repeats, self.config.profile.batch_size)
+                predictions = torch.where(clean_correct, predictions, clean)
+                record = self._base_record(defense_spec, trained, attack_spec, attack, eps)
+                record.update(cell_metrics(y, clean_correct, predictions, x, x_adv))
+                record.update(
+                    status="ok", attack_seconds=seconds, note="one run for the whole ε-curve" if len(group) > 1 else ""
+                )
+                self._write(record)
+                self.reporter.log(
+                    f"{label} ε={eps:g}: robust accuracy {record['robust_accuracy']:.3f} "
+                    f"(clean {record['clean_accuracy']:.3f}) in {seconds:.1f} s"
+                )
+
+    def _attack_batches(
+        self,
+        attack: Attack,
+        model: torch.nn.Module,
+        x: Tensor,
+        y: Tensor,
+        attacked: Tensor,
+        epsilons: list[float],
+        generator: torch.Generator,
+        adversarial: list[Tensor],
+        label: str,
+    ) -> None:
+        """Attack the points in ``attacked`` batch by batch, writing into ``adversarial`` (one per ε)."""
+        batch_size = self.config.profile.batch_size
+        desc = f"{label} ε={','.join(f'{e:g}' for e in epsilons)}"
+        for first in self.reporter.progress(
+            range(0, len(attacked), batch_size), desc=desc, total=-(-len(attacked) // batch_size)
+        ):
+            index = attacked[first : first + batch_size]
+            curve = attack.run_curve(model, x[index], y[index], epsilons, generator=generator)
+            for target, x_adv in zip(adversarial, curve, strict=True):
+                target[index] = x_adv
+
+    def _write(self, record: dict[str, Any]) -> None:
+        self.store.write(record)
+        self.computed += 1
+
+
+def run_benchmark(config: RunConfig) -> pd.DataFrame:
+    """Run (or resume) the matrix of ``config`` and return the leaderboard of the results store."""
+    return MatrixRunner(config).run()

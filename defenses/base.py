@@ -1,0 +1,134 @@
+"""The defense contract: an estimator with ``fit`` / ``predict`` plus what attacks differentiate.
+
+``predict`` is the deployed path (it may be randomized or non-differentiable).
+``attack_model`` is what white-box attacks differentiate: the same deployed path end to end,
+with BPDA for non-differentiable steps (in ``differentiable_model``) and EOT over the
+defense's randomness.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, TypeVar
+
+import torch
+from torch import Tensor, nn
+
+from attacks.adaptive import ExpectationOverTransformation
+from attacks.registry import Plugin, Registry
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Split:
+    """Images in [0, 1] of shape (N, 1, 28, 28) and integer labels, on one device."""
+
+    x: Tensor
+    y: Tensor
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def to(self, device: torch.device | str) -> Split:
+        return Split(self.x.to(device), self.y.to(device))
+
+    def batches(self, batch_size: int, generator: torch.Generator | None = None) -> Iterator[tuple[Tensor, Tensor]]:
+        """Mini-batches, shuffled when a generator is given."""
+        order = (
+            torch.randperm(len(self), generator=generator, device=generator.device).to(self.y.device)
+            if generator is not None
+            else torch.arange(len(self), device=self.y.device)
+        )
+        for start in range(0, len(self), batch_size):
+            index = order[start : start + batch_size]
+            yield self.x[index], self.y[index]
+
+
+class FitContext(Protocol):
+    """What the runner hands a defense while it trains."""
+
+    device: torch.device
+    seed: int
+
+    def generator(self) -> torch.Generator:
+        """A fresh generator on the device, seeded from the run's seed."""
+
+    def dependency(self, name: str) -> Defense:
+        """Another registered defense, trained (or loaded from the cache) with this run's settings."""
+
+    def progress(self, iterable: Iterable[T], *, desc: str, total: int | None = None) -> Iterable[T]:
+        """Wrap a loop in a progress bar."""
+
+    def log(self, message: str) -> None:
+        """Report a line of training progress."""
+
+
+class Defense(Plugin, ABC):
+    """A trainable defense; subclasses set ``name`` via ``@register_defense`` and a ``Config``."""
+
+    #: Names of defenses this one builds on (e.g. the shared classifier); they enter the config hash.
+    dependencies: ClassVar[tuple[str, ...]] = ()
+    #: Capabilities offered to attacks (matched against ``Attack.requires``).
+    provides: ClassVar[frozenset[str]] = frozenset({"gradients", "queries"})
+
+    def __init__(self, config: Any = None) -> None:
+        super().__init__(config)
+        self.device = torch.device("cpu")
+
+    @property
+    def randomized(self) -> bool:
+        """Whether ``predict`` is stochastic (then it is evaluated with EOT and repeated predictions)."""
+        return False
+
+    @abstractmethod
+    def fit(self, train: Split, val: Split, ctx: FitContext) -> None:
+        """Train on ``train``; ``val`` is for early stopping and model selection only."""
+
+    @abstractmethod
+    def deployed_model(self) -> nn.Module:
+        """The deployed path as a module mapping [0, 1] images to logits, in eval mode."""
+
+    def differentiable_model(self) -> nn.Module:
+        """The deployed path with BPDA substituted for non-differentiable steps."""
+        return self.deployed_model()
+
+    def attack_model(self, eot_samples: int = 1) -> nn.Module:
+        """What white-box attacks differentiate: the whole pipeline, with EOT when randomized."""
+        model = self.differentiable_model()
+        if self.randomized and eot_samples > 1:
+            model = ExpectationOverTransformation(model, eot_samples)
+        return model.eval()
+
+    @torch.inference_mode()
+    def predict(self, x: Tensor, batch_size: int = 1000) -> Tensor:
+        """Logits of the deployed path, computed in batches."""
+        model = self.deployed_model().eval()
+        return torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+
+    @abstractmethod
+    def modules(self) -> dict[str, nn.Module]:
+        """The trainable parts by name; their weights make up the checkpoint."""
+
+    def to(self, device: torch.device | str) -> Defense:
+        self.device = torch.device(device)
+        for module in self.modules().values():
+            module.to(self.device)
+        return self
+
+    def state_dict(self) -> dict[str, dict[str, Tensor]]:
+        return {name: module.state_dict() for name, module in self.modules().items()}
+
+    def load_state_dict(self, state: dict[str, dict[str, Tensor]]) -> None:
+        modules = self.modules()
+        if set(state) != set(modules):
+            raise KeyError(f"checkpoint holds {sorted(state)}, expected {sorted(modules)}")
+        for name, module in modules.items():
+            module.load_state_dict(state[name])
+            module.eval()
+
+
+DEFENSES: Registry[Defense] = Registry("defense", Defense, "defenses", "bench.defenses")
+register_defense = DEFENSES.register

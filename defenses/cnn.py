@@ -1,0 +1,46 @@
+"""``cnn``: the undefended MNIST CNN (Madry architecture), the reference row.
+
+It is also the one shared classifier behind every purifier defense, trained once on clean
+MNIST so that purifier rows differ only in the purifier.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from defenses.base import Defense, FitContext, Split, register_defense
+from defenses.networks import MadryCNN
+from defenses.training import History, train_classifier
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    epochs: int = 10
+    lr: float = 1e-3
+    batch_size: int = 128
+
+
+@register_defense("cnn")
+class UndefendedCNN(Defense):
+    description = "Undefended Madry-architecture CNN, clean training (reference row; shared classifier)"
+    Config = ClassifierConfig
+    profile_overrides = {"smoke": {"epochs": 1}, "quick": {"epochs": 3}}
+
+    def __init__(self, config: ClassifierConfig | None = None) -> None:
+        super().__init__(config)
+        self.model = MadryCNN()
+        self.history = History()
+
+    def fit(self, train: Split, val: Split, ctx: FitContext) -> None:
+        cfg: ClassifierConfig = self.config
+        self.history = train_classifier(
+            self.model, train, val, ctx, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, desc="cnn"
+        )
+
+    def deployed_model(self) -> nn.Module:
+        return self.model
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"classifier": self.model}
