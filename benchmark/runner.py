@@ -148,12 +148,13 @@ class DefenseTrainer:
     def trained(self, spec: Spec) -> TrainedDefense:
         if spec.label in self._trained:
             return self._trained[spec.label]
-        defense, key = self.build(spec).to(self.device), self.key(spec)
-        entry = self._load(spec, defense, key) or self._fit(spec, defense, key)
+        key = self.key(spec)
+        entry = self._load(spec, key) or self._fit(spec, key)
         self._trained[spec.label] = entry
         return entry
 
-    def _load(self, spec: Spec, defense: Defense, key: str) -> TrainedDefense | None:
+    def _load(self, spec: Spec, key: str) -> TrainedDefense | None:
+        defense = self.build(spec)
         try:
             checkpoint = self.cache.load(spec.name, key)
             if checkpoint is None:
@@ -167,15 +168,16 @@ class DefenseTrainer:
         self.reporter.log(f"{spec.label}: loaded cached checkpoint {key}")
         return TrainedDefense(defense, key, float(checkpoint.meta.get("train_seconds", float("nan"))), True)
 
-    def _fit(self, spec: Spec, defense: Defense, key: str) -> TrainedDefense:
+    def _fit(self, spec: Spec, key: str) -> TrainedDefense:
         if self._device_data is None:
             data = self.load_data()
             self._device_data = (data.train.to(self.device), data.val.to(self.device))
         train, val = self._device_data
-        for dependency in defense.dependencies:
+        for dependency in DEFENSES.get(spec.name).dependencies:
             self.trained(Spec(dependency))
         self.reporter.log(f"{spec.label}: training ({len(train)} images, profile {self.config.profile.name})")
-        torch.manual_seed(self.config.seed)
+        torch.manual_seed(self.config.seed)  # before building: weight initialisation draws from it
+        defense = self.build(spec).to(self.device)
         context = _FitContext(self, self.device, self.config.seed)
         start = time.perf_counter()
         defense.fit(train, val, context)

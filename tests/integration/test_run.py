@@ -1,0 +1,129 @@
+"""End-to-end runs of `bench run` on a real MNIST slice (smoke profile)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from attacks.base import ATTACKS, Attack
+from benchmark.store import ResultStore
+from tests.integration.conftest import leaderboard
+
+pytestmark = pytest.mark.integration
+
+REQUIRED_COLUMNS = {
+    "defense", "attack", "eps", "n", "clean_accuracy", "robust_accuracy", "robust_accuracy_ci_low",
+    "robust_accuracy_ci_high", "f1_macro", "attack_success_rate", "train_seconds", "attack_seconds", "profile",
+    "seed", "config_hash", "library_versions", "device",
+}
+
+
+def test_run_writes_leaderboards_and_a_rerun_recomputes_nothing(bench, tmp_path):
+    out = tmp_path / "out"
+    code, stdout, _ = bench("run", "--defenses", "cnn", "--attacks", "fgsm,pgd", "--eps", "0,0.1,0.3", "--out", str(out))
+    assert code == 0
+    assert "6 cells computed" in stdout and "Robust accuracy" in stdout
+    frame = leaderboard(out)
+    assert REQUIRED_COLUMNS <= set(frame.columns)
+    assert len(frame) == 6 and (frame["n"] == 200).all()
+    assert (out / "leaderboard.md").read_text().count("| cnn ") >= 3
+    cnn = frame.set_index(["attack", "eps"])
+    clean = cnn["clean_accuracy"].iloc[0]
+    assert clean > 0.85
+    for attack in ("fgsm", "pgd"):
+        assert cnn.loc[(attack, 0.0), "robust_accuracy"] == clean  # ε = 0 reproduces clean accuracy
+        curve = cnn.loc[attack]["robust_accuracy"].sort_index()
+        assert curve.is_monotonic_decreasing  # accuracy does not rise with ε
+        assert curve.loc[0.3] < 0.1
+    assert cnn.loc[("pgd", 0.1), "robust_accuracy"] <= cnn.loc[("fgsm", 0.1), "robust_accuracy"]
+    assert cnn.loc[("pgd", 0.3), "linf_max"] <= 0.3 + 1e-6
+
+    code, stdout, _ = bench("run", "--defenses", "cnn", "--attacks", "fgsm,pgd", "--eps", "0,0.1,0.3", "--out", str(out))
+    assert code == 0 and "0 cells computed" in stdout
+    pd.testing.assert_frame_equal(leaderboard(out), frame)
+
+
+def test_interrupted_run_keeps_finished_cells_and_resumes(bench, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    original, writes = ResultStore.write, []
+
+    def write_then_interrupt(self, record):
+        if len(writes) == 2:
+            raise KeyboardInterrupt
+        writes.append(record["cell_key"])
+        original(self, record)
+
+    monkeypatch.setattr(ResultStore, "write", write_then_interrupt)
+    code, _, stderr = bench("run", "--defenses", "cnn", "--attacks", "fgsm", "--eps", "0.05,0.1,0.2,0.3",
+                            "--out", str(out))
+    assert code == 130 and "Rerun the same command to resume" in stderr
+    assert sorted(p.stem for p in (out / "cells").glob("*.json")) == sorted(writes)
+    monkeypatch.setattr(ResultStore, "write", original)
+    code, stdout, _ = bench("run", "--defenses", "cnn", "--attacks", "fgsm", "--eps", "0.05,0.1,0.2,0.3",
+                            "--out", str(out))
+    assert code == 0 and "2 cells computed" in stdout
+    assert len(leaderboard(out)) == 4
+
+
+def test_corrupt_checkpoint_is_reported_and_retrained(bench, tmp_path):
+    cache = tmp_path / "cache"
+    args = ("run", "--defenses", "cnn", "--attacks", "fgsm", "--eps", "0.1", "--cache-dir", str(cache))
+    assert bench(*args, "--out", str(tmp_path / "a"))[0] == 0
+    (checkpoint,) = cache.glob("cnn-*.pt")
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+    code, _, stderr = bench(*args, "--out", str(tmp_path / "b"))
+    assert code == 0
+    assert "checkpoint of cnn is corrupt" in stderr and "retraining" in stderr
+    code, _, stderr = bench(*args, "--out", str(tmp_path / "c"))
+    assert code == 0 and "loaded cached checkpoint" in stderr and "corrupt" not in stderr
+    assert leaderboard(tmp_path / "a")["robust_accuracy"].tolist() == leaderboard(tmp_path / "c")["robust_accuracy"].tolist()
+
+
+class _Cheater(Attack):
+    """Returns perturbations twice the budget: the guard must stop the cell."""
+
+    description = "test attack that breaks its budget"
+
+    def _run(self, model, x, y, eps, generator):
+        return (x + 2 * eps).clamp(0, 1)
+
+
+def test_threat_model_violation_stops_the_cell_and_records_nothing(bench, tmp_path, monkeypatch):
+    ATTACKS.names()  # load the built-ins before adding the test attack (removed again after the test)
+    monkeypatch.setitem(ATTACKS._classes, "test.cheater", _Cheater)
+    out = tmp_path / "out"
+    code, _, stderr = bench("run", "--defenses", "cnn", "--attacks", "fgsm,test.cheater", "--eps", "0.1",
+                            "--out", str(out))
+    assert code == 1
+    assert "cell cnn × test.cheater failed" in stderr and "outside the L∞ ball of radius 0.1" in stderr
+    assert leaderboard(out)["attack"].tolist() == ["fgsm"]
+
+
+def test_native_art_and_foolbox_backends_agree(bench, tmp_path):
+    out = tmp_path / "out"
+    attacks = "fgsm,art.fgsm,foolbox.fgsm,pgd,art.pgd,foolbox.pgd"
+    assert bench("run", "--defenses", "cnn", "--attacks", attacks, "--eps", "0.1", "--out", str(out))[0] == 0
+    frame = leaderboard(out).set_index("attack")
+    assert frame.loc["art.pgd", "backend"] == "art" and frame.loc["foolbox.fgsm", "backend"] == "foolbox"
+    for family in ("fgsm", "pgd"):
+        rows = frame.loc[[family, f"art.{family}", f"foolbox.{family}"]]
+        assert rows["robust_accuracy_ci_low"].max() <= rows["robust_accuracy"].min()
+        assert rows["robust_accuracy"].max() <= rows["robust_accuracy_ci_high"].min()
+    fgsm = frame.loc[["fgsm", "art.fgsm", "foolbox.fgsm"], "robust_accuracy"]
+    assert fgsm.max() - fgsm.min() <= 0.01  # deterministic: the same examples up to float rounding
+
+
+def test_randomized_vae_is_evaluated_with_eot_and_repeated_predictions(bench, tmp_path):
+    out = tmp_path / "out"
+    code, _, _ = bench("run", "--defenses", "vae,vae:deterministic=true", "--attacks", "pgd", "--eps", "0,0.2",
+                       "--out", str(out), "--eot-samples", "3", "--repeats", "4")
+    assert code == 0
+    frame = leaderboard(out).set_index(["defense", "eps"])
+    sampled, mean = frame.loc["vae"], frame.loc["vae:deterministic=true"]
+    assert sampled["randomized"].all() and (sampled["eot_samples"] == 3).all()
+    assert (sampled["prediction_repeats"] == 4).all()
+    assert not mean["randomized"].any() and (mean["prediction_repeats"] == 1).all()
+    assert mean.loc[0.0, "robust_accuracy"] == mean.loc[0.0, "clean_accuracy"]
+    assert sampled.loc[0.0, "robust_accuracy"] <= sampled.loc[0.0, "clean_accuracy"]
+    assert sampled.loc[0.2, "robust_accuracy"] < sampled.loc[0.0, "robust_accuracy"]
+    assert sampled["config_hash"].iloc[0] != mean["config_hash"].iloc[0]

@@ -1,0 +1,77 @@
+"""Every registered attack on a tiny linear model: bounds hold, ε = 0 is the identity, accuracy falls."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from attacks.base import ATTACKS, perturbation_norms
+from attacks.deepfool import deepfool_linf
+from attacks.gradient import fgsm, input_gradient, pgd
+from tests.conftest import accuracy
+
+GRADIENT_ATTACKS = ["fgsm", "pgd", "deepfool", "art.fgsm", "art.pgd", "art.deepfool", "foolbox.fgsm", "foolbox.pgd",
+                    "foolbox.deepfool"]
+
+
+@pytest.mark.parametrize("name", GRADIENT_ATTACKS)
+def test_attack_respects_its_budget_and_fools_the_model(name, linear_model, images, labels):
+    attack = ATTACKS.build(name, "quick")
+    generator = torch.Generator().manual_seed(0)
+    unchanged, small, large = attack.run_curve(linear_model, images, labels, [0.0, 0.02, 0.3], generator=generator)
+    assert torch.equal(unchanged, images)
+    for eps, x_adv in ((0.02, small), (0.3, large)):
+        linf, _ = perturbation_norms(images, x_adv)
+        assert linf.max() <= eps + 1e-6
+        assert x_adv.min() >= 0 and x_adv.max() <= 1
+    assert accuracy(linear_model, large, labels) < 0.2
+    assert accuracy(linear_model, large, labels) <= accuracy(linear_model, small, labels)
+
+
+def test_every_registered_gradient_attack_is_covered():
+    native_and_libraries = {name for name, cls in ATTACKS.items() if "gradients" in cls.requires}
+    assert native_and_libraries <= set(GRADIENT_ATTACKS)
+
+
+def test_input_gradient_matches_autograd_of_the_summed_loss(linear_model, images, labels):
+    weight = linear_model[1].weight
+    probabilities = F.softmax(linear_model(images), dim=1)
+    expected = ((probabilities - F.one_hot(labels, 10)) @ weight).view_as(images)
+    assert torch.allclose(input_gradient(linear_model, images, labels), expected, atol=1e-5)
+
+
+def test_pgd_is_at_least_as_strong_as_fgsm_on_the_loss(linear_model, images, labels):
+    x_fgsm = fgsm(linear_model, images, labels, 0.05)
+    x_pgd = pgd(linear_model, images, labels, 0.05, steps=20, step_size=0.01, random_start=False)
+    loss = lambda x: F.cross_entropy(linear_model(x), labels).item()  # noqa: E731
+    assert loss(x_pgd) >= loss(x_fgsm) - 1e-4 > loss(images)
+
+
+def test_pgd_is_reproducible_with_a_seeded_generator(linear_model, images, labels):
+    runs = [
+        pgd(linear_model, images, labels, 0.1, steps=3, step_size=0.03, generator=torch.Generator().manual_seed(7))
+        for _ in range(2)
+    ]
+    assert torch.equal(*runs)
+
+
+def test_native_deepfool_matches_foolbox(linear_model, images, labels):
+    import foolbox
+
+    native = deepfool_linf(linear_model, images, labels, steps=50, candidates=10, overshoot=0.02)
+    reference = foolbox.attacks.LinfDeepFoolAttack(steps=50, candidates=10, overshoot=0.02, loss="logits")
+    raw, _, _ = reference(foolbox.PyTorchModel(linear_model, bounds=(0, 1)), images, labels, epsilons=None)
+    assert torch.allclose(native, raw, atol=1e-5)
+    assert accuracy(linear_model, native, labels) == 0.0
+
+
+def test_deepfool_leaves_misclassified_points_alone(linear_model, images, labels):
+    wrong = (labels + 1) % 10
+    assert torch.equal(deepfool_linf(linear_model, images, wrong, steps=5, candidates=10, overshoot=0.02), images)
+
+
+def test_minimisation_attack_curve_is_one_run_clipped(linear_model, images, labels):
+    attack = ATTACKS.build("deepfool", "quick")
+    curve = attack.run_curve(linear_model, images, labels, [0.05, 0.1, 1.0])
+    accuracies = [accuracy(linear_model, x_adv, labels) for x_adv in curve]
+    assert accuracies == sorted(accuracies, reverse=True)
+    assert accuracies[-1] == 0.0

@@ -1,0 +1,59 @@
+"""Checkpoint cache, results store, atomic writes."""
+
+import pytest
+import torch
+
+from benchmark.atomic import atomic_write_text
+from benchmark.checkpoints import CheckpointCache, CorruptCheckpoint
+from benchmark.store import ResultStore
+
+
+def test_checkpoint_round_trip(tmp_path):
+    cache = CheckpointCache(tmp_path)
+    state = {"net": {"w": torch.arange(4.0)}}
+    cache.save("vae:arch=cnn", "abc", state, {"train_seconds": 1.5})
+    loaded = cache.load("vae:arch=cnn", "abc")
+    assert torch.equal(loaded.state["net"]["w"], state["net"]["w"])
+    assert loaded.meta == {"train_seconds": 1.5, "config_hash": "abc"}
+    assert cache.load("vae:arch=cnn", "other") is None
+    assert list(tmp_path.iterdir()) == [cache.path("vae:arch=cnn", "abc")]
+
+
+def test_corrupt_and_mismatched_checkpoints_are_detected(tmp_path):
+    cache = CheckpointCache(tmp_path)
+    cache.path("cnn", "k1").write_bytes(b"not a torch file")
+    with pytest.raises(CorruptCheckpoint, match="cannot be read"):
+        cache.load("cnn", "k1")
+    cache.save("cnn", "k2", {}, {})
+    cache.path("cnn", "k2").rename(cache.path("cnn", "k3"))
+    with pytest.raises(CorruptCheckpoint, match="holds config k2, not k3"):
+        cache.load("cnn", "k3")
+
+
+def test_checkpoints_refuse_pickled_code(tmp_path):
+    cache = CheckpointCache(tmp_path)
+    torch.save({"state": {}, "meta": {"config_hash": "k", "f": print}}, cache.path("cnn", "k"))
+    with pytest.raises(CorruptCheckpoint):
+        cache.load("cnn", "k")
+
+
+def test_store_writes_one_record_per_cell_and_ignores_partial_files(tmp_path):
+    store = ResultStore(tmp_path)
+    store.write({"cell_key": "a", "robust_accuracy": 0.5, "ci": float("nan")})
+    (tmp_path / "cells" / "b.json").write_text('{"cell_key": "b", "robust_')
+    assert store.has("a") and not store.has("b")
+    assert store.records() == [{"cell_key": "a", "ci": None, "robust_accuracy": 0.5}]
+
+
+def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
+    target = tmp_path / "file.txt"
+    atomic_write_text(target, "old")
+
+    class Boom(str):
+        def encode(self, *args):
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        atomic_write_text(target, Boom("new"))
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["file.txt"]
