@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import ClassVar, Literal, final
+from typing import ClassVar, Literal, Protocol, final, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -33,7 +33,7 @@ def perturbation_norms(x: Tensor, x_adv: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def check_threat_model(
-    x: Tensor, x_adv: Tensor, threat_model: ThreatModel, eps: float, *, attack: str = "attack"
+    x: Tensor, x_adv: Tensor, threat_model: ThreatModel, eps: float | None, *, attack: str = "attack"
 ) -> None:
     """Raise ``ThreatModelViolation`` unless every example is finite, in [0, 1], and inside its ball.
 
@@ -50,7 +50,7 @@ def check_threat_model(
             f"{attack} returned {int(outside_box.sum())} of {len(x)} examples outside the [0, 1] box "
             f"(min {x_adv.min().item():.4g}, max {x_adv.max().item():.4g})"
         )
-    if threat_model == "semantic":
+    if threat_model == "semantic" or eps is None:
         return
     linf, l2 = perturbation_norms(x, x_adv)
     norms = linf if threat_model == "linf" else l2
@@ -81,6 +81,13 @@ class Attack(Plugin, ABC):
     requires: ClassVar[frozenset[str]] = frozenset({"gradients"})
     #: Minimisation attacks run once and are clipped to every epsilon of a curve.
     minimization: ClassVar[bool] = False
+    #: False for attacks bounded by a parameter range instead of epsilon (e.g. GNA, GTA): the runner
+    #: evaluates them once per defense and shows ``budget()`` instead of an epsilon.
+    uses_epsilon: ClassVar[bool] = True
+
+    def budget(self) -> str:
+        """Human-readable budget for tables: the parameter range of attacks that ignore epsilon."""
+        return "ε"
 
     @final
     def __call__(
@@ -94,12 +101,15 @@ class Attack(Plugin, ABC):
         model: nn.Module,
         x: Tensor,
         y: Tensor,
-        epsilons: Sequence[float],
+        epsilons: Sequence[float | None],
         *,
         generator: torch.Generator | None = None,
     ) -> list[Tensor]:
-        """Adversarial examples for each epsilon, each checked against the threat model."""
-        epsilons = [validate_epsilon(eps) for eps in epsilons]
+        """Adversarial examples for each epsilon, each checked against the threat model.
+
+        Attacks with ``uses_epsilon = False`` take ``None`` (their budget is their parameter range).
+        """
+        epsilons = [validate_epsilon(eps) if self.uses_epsilon or eps is not None else None for eps in epsilons]
         if x.ndim < 2 or y.shape != (len(x),):
             raise BenchError(f"inputs {tuple(x.shape)} and labels {tuple(y.shape)} do not match")
         if not x.is_floating_point() or x.min() < 0 or x.max() > 1:
@@ -112,7 +122,7 @@ class Attack(Plugin, ABC):
         return adversarials
 
     def _run_curve(
-        self, model: nn.Module, x: Tensor, y: Tensor, epsilons: list[float], generator: torch.Generator
+        self, model: nn.Module, x: Tensor, y: Tensor, epsilons: list[float | None], generator: torch.Generator
     ) -> list[Tensor]:
         """Default: one run per epsilon (fixed-budget attacks); epsilon 0 returns the inputs."""
         return [x.clone() if eps == 0 else self._run(model, x, y, eps, generator) for eps in epsilons]
@@ -120,6 +130,23 @@ class Attack(Plugin, ABC):
     @abstractmethod
     def _run(self, model: nn.Module, x: Tensor, y: Tensor, eps: float, generator: torch.Generator) -> Tensor:
         """Adversarial examples for one epsilon."""
+
+
+@runtime_checkable
+class PurifierPipeline(Protocol):
+    """A deployed ``classifier(purifier(x))`` whose purifier is a VAE (``encode`` -> (mu, logvar), ``decode``)."""
+
+    purifier: nn.Module
+    classifier: nn.Module
+
+
+def find_purifier_pipeline(model: nn.Module) -> PurifierPipeline | None:
+    """The VAE purifier pipeline inside ``model`` (looking through wrappers such as EOT), if any."""
+    while model is not None:
+        if isinstance(model, PurifierPipeline) and hasattr(model.purifier, "encode"):
+            return model
+        model = getattr(model, "model", None)
+    return None
 
 
 def project_linf(x: Tensor, x_adv: Tensor, eps: float) -> Tensor:

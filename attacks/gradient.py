@@ -7,6 +7,7 @@ adversarial training.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -15,25 +16,35 @@ from torch import Tensor, nn
 
 from attacks.base import Attack, project_linf, register_attack
 
+#: A batch objective to *maximise*, summed over the batch (so each example's gradient is its own).
+Objective = Callable[[Tensor], Tensor]
 
-def input_gradient(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-    """Gradient of the summed cross-entropy of ``model(x)`` with respect to ``x``."""
+
+def objective_gradient(objective: Objective, x: Tensor) -> Tensor:
+    """Gradient of ``objective`` with respect to the input batch ``x`` only."""
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
-        loss = F.cross_entropy(model(x), y, reduction="sum")
-        (grad,) = torch.autograd.grad(loss, x)
+        (grad,) = torch.autograd.grad(objective(x), x)
     return grad
 
 
-def fgsm(model: nn.Module, x: Tensor, y: Tensor, eps: float) -> Tensor:
-    """One signed-gradient step of size eps (Goodfellow et al.), clipped to [0, 1]."""
-    return (x + eps * input_gradient(model, x, y).sign()).clamp_(0.0, 1.0)
+def cross_entropy_objective(model: nn.Module, y: Tensor) -> Objective:
+    return lambda x: F.cross_entropy(model(x), y, reduction="sum")
 
 
-def pgd(
-    model: nn.Module,
+def input_gradient(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+    """Gradient of the summed cross-entropy of ``model(x)`` with respect to ``x``."""
+    return objective_gradient(cross_entropy_objective(model, y), x)
+
+
+def fgsm_step(objective: Objective, x: Tensor, eps: float) -> Tensor:
+    """One signed-gradient ascent step of size eps on ``objective``, clipped to [0, 1]."""
+    return (x + eps * objective_gradient(objective, x).sign()).clamp_(0.0, 1.0)
+
+
+def pgd_ascent(
+    objective: Objective,
     x: Tensor,
-    y: Tensor,
     eps: float,
     *,
     steps: int,
@@ -41,14 +52,19 @@ def pgd(
     random_start: bool = True,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """L-infinity projected gradient ascent on the cross-entropy (Madry et al.); returns the last iterate."""
+    """L-infinity projected signed-gradient ascent on ``objective``; returns the last iterate."""
     x_adv = x.clone()
     if random_start:
         noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         x_adv = (x + (2 * noise - 1) * eps).clamp_(0.0, 1.0)
     for _ in range(steps):
-        x_adv = project_linf(x, x_adv + step_size * input_gradient(model, x_adv, y).sign(), eps)
+        x_adv = project_linf(x, x_adv + step_size * objective_gradient(objective, x_adv).sign(), eps)
     return x_adv
+
+
+def fgsm(model: nn.Module, x: Tensor, y: Tensor, eps: float) -> Tensor:
+    """FGSM on the cross-entropy (Goodfellow et al.)."""
+    return fgsm_step(cross_entropy_objective(model, y), x, eps)
 
 
 @register_attack("fgsm")
@@ -86,10 +102,9 @@ class PGD(Attack):
 
     def _run(self, model: nn.Module, x: Tensor, y: Tensor, eps: float, generator: torch.Generator) -> Tensor:
         cfg: PGDConfig = self.config
-        return pgd(
-            model,
+        return pgd_ascent(
+            cross_entropy_objective(model, y),
             x,
-            y,
             eps,
             steps=cfg.steps,
             step_size=cfg.rel_stepsize * eps,

@@ -119,7 +119,7 @@ class Registry(Generic[P]):
                     raise ValueError(f"{self.kind} {key!r} is registered twice ({existing} and {cls})")
                 self._classes[key] = cls
             self._aliases.update(aliases)
-            if not cls.name:
+            if "name" not in vars(cls):  # not inherited: a registered subclass gets its own name
                 cls.name = name
             return cls
 

@@ -21,6 +21,32 @@ class _Parser(argparse.ArgumentParser):
         raise BenchError(f"{message} (see bench {self.prog.split()[-1]} --help)")
 
 
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by every command that trains and evaluates (run, report)."""
+    parser.add_argument("--profile", default="quick", help="smoke | quick (default) | paper")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (cuda when present)")
+    parser.add_argument("--out", type=Path, default=Path("results"), help="results directory (default: results)")
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="checkpoint cache (default: $BENCH_CACHE_DIR or the per-user cache)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="MNIST root holding MNIST/raw (default: $BENCH_DATA_DIR or the per-user cache)",
+    )
+    parser.add_argument("--no-download", action="store_true", help="never download MNIST (also: BENCH_OFFLINE=1)")
+    parser.add_argument("--eot-samples", type=int, default=None, help="EOT draws per gradient for randomized defenses")
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="repeated predictions for randomized defenses (all must be correct)"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
 def _add_run(subparsers: argparse._SubParsersAction) -> None:
     run = subparsers.add_parser("run", help="train (or load) defenses and evaluate the attack matrix")
     run.add_argument(
@@ -28,28 +54,7 @@ def _add_run(subparsers: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--attacks", default="fgsm,pgd,deepfool", help="comma-separated attack specs, or 'all'")
     run.add_argument("--eps", default=None, help="epsilons: list 0.1,0.3 or range 0:0.3:0.1 (default: profile's)")
-    run.add_argument("--profile", default="quick", help="smoke | quick (default) | paper")
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (cuda when present)")
-    run.add_argument("--out", type=Path, default=Path("results"), help="results directory (default: results)")
-    run.add_argument(
-        "--cache-dir",
-        type=Path,
-        default=None,
-        help="checkpoint cache (default: $BENCH_CACHE_DIR or the per-user cache)",
-    )
-    run.add_argument(
-        "--data-dir",
-        type=Path,
-        default=None,
-        help="MNIST root holding MNIST/raw (default: $BENCH_DATA_DIR or the per-user cache)",
-    )
-    run.add_argument("--no-download", action="store_true", help="never download MNIST (also: BENCH_OFFLINE=1)")
-    run.add_argument("--eot-samples", type=int, default=None, help="EOT draws per gradient for randomized defenses")
-    run.add_argument(
-        "--repeats", type=int, default=None, help="repeated predictions for randomized defenses (all must be correct)"
-    )
-    run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    _add_run_options(run)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,8 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers.add_parser("list", help="list registered defenses and attacks")
     show = subparsers.add_parser("show", help="print the leaderboard of a results directory")
     show.add_argument("--out", type=Path, default=Path("results"))
-    report = subparsers.add_parser("report", help="rewrite leaderboard.csv/.md from the results store")
-    report.add_argument("--out", type=Path, default=Path("results"))
+    report = subparsers.add_parser(
+        "report", help="rewrite leaderboard.csv/.md from the store, or run and write a paper's reproduction page"
+    )
+    report.add_argument("name", nargs="?", default="leaderboard", choices=sorted(REPORTS), help="what to write")
+    _add_run_options(report)
     check = subparsers.add_parser("check", help="compare a run's leaderboard with a baseline (exit 1 on regression)")
     check.add_argument("--baseline", type=Path, required=True, help="baseline leaderboard CSV")
     check.add_argument("--run", type=Path, default=Path("results"), help="results directory of the run")
@@ -74,18 +82,16 @@ def _positive(value: int | None, flag: str) -> int | None:
     return value
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
+def _run_config(args: argparse.Namespace, defenses: str = "cnn", attacks: str = "fgsm", eps: str | None = None):
     from attacks.base import ATTACKS
     from benchmark.config import RunConfig, get_profile, parse_epsilons
-    from benchmark.leaderboard import profile_tables
-    from benchmark.runner import run_benchmark
     from defenses.base import DEFENSES
 
     profile = get_profile(args.profile)
-    config = RunConfig(
-        defenses=tuple(DEFENSES.expand(args.defenses)),
-        attacks=tuple(ATTACKS.expand(args.attacks)),
-        epsilons=parse_epsilons(args.eps) if args.eps is not None else profile.epsilons,
+    return RunConfig(
+        defenses=tuple(DEFENSES.expand(defenses)),
+        attacks=tuple(ATTACKS.expand(attacks)),
+        epsilons=parse_epsilons(eps) if eps is not None else profile.epsilons,
         profile=profile,
         seed=args.seed,
         device=args.device,
@@ -97,19 +103,31 @@ def _cmd_run(args: argparse.Namespace) -> int:
         prediction_repeats=_positive(args.repeats, "--repeats"),
         progress=not args.no_progress,
     )
+
+
+def _interrupted(out: Path) -> int:
+    print(
+        f"\nbench: interrupted; finished cells are saved in {out}. Rerun the same command to resume.",
+        file=sys.stderr,
+    )
+    return EXIT_INTERRUPTED
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from benchmark.leaderboard import profile_tables
+    from benchmark.runner import run_benchmark
+
+    config = _run_config(args, args.defenses, args.attacks, args.eps)
+    profile = config.profile
     try:
         frame = run_benchmark(config)
     except KeyboardInterrupt:
-        print(
-            f"\nbench: interrupted; finished cells are saved in {args.out}/cells. Rerun the same command to resume.",
-            file=sys.stderr,
-        )
-        return EXIT_INTERRUPTED
+        return _interrupted(args.out)
     selected = frame[
         (frame["profile"] == profile.name)
         & frame["defense"].isin([s.label for s in config.defenses])
         & frame["attack"].isin([s.label for s in config.attacks])
-        & frame["eps"].round(10).isin([round(e, 10) for e in config.epsilons])
+        & (frame["eps"].round(10).isin([round(e, 10) for e in config.epsilons]) | frame["eps"].isna())
     ]
     if not selected.empty:
         tables = profile_tables(selected)
@@ -157,11 +175,29 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from benchmark.leaderboard import write_leaderboard
+    if args.name == "leaderboard":
+        from benchmark.leaderboard import write_leaderboard
 
-    csv_path, md_path = write_leaderboard(_load_store(args.out), args.out)
-    print(f"wrote {csv_path} and {md_path}")
+        csv_path, md_path = write_leaderboard(_load_store(args.out), args.out)
+        print(f"wrote {csv_path} and {md_path}")
+        return 0
+    config = _run_config(args)
+    command = f"bench report {args.name} --profile {args.profile} --seed {args.seed}"
+    try:
+        path = REPORTS[args.name](config, command)
+    except KeyboardInterrupt:
+        return _interrupted(args.out)
+    print(f"wrote {path}")
     return 0
+
+
+def _report_paper000(config, command: str) -> Path:
+    from benchmark.reports.paper000 import report
+
+    return report(config, command)
+
+
+REPORTS = {"leaderboard": None, "paper000": _report_paper000}
 
 
 def _read_csv(path: Path, what: str):

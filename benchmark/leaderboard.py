@@ -17,6 +17,7 @@ COLUMNS = [
     "backend",
     "threat_model",
     "eps",
+    "budget",
     "n",
     "status",
     "clean_accuracy",
@@ -28,7 +29,9 @@ COLUMNS = [
     "linf_mean",
     "linf_max",
     "l2_mean",
+    "reconstruction_loss",
     "train_seconds",
+    "train_epochs",
     "attack_seconds",
     "randomized",
     "eot_samples",
@@ -75,20 +78,22 @@ def _robust_cell(row: pd.Series) -> str:
     )
 
 
+def _column_label(row: pd.Series) -> str:
+    if pd.isna(row["eps"]):
+        return f"{row['attack']} ({row['budget']})"
+    return f"{row['attack']} @ {row['eps']:g}"
+
+
 def _pivot(frame: pd.DataFrame, values: pd.Series) -> pd.DataFrame:
-    table = frame.assign(cell=values, column=frame["attack"] + " @ " + frame["eps"].map(lambda e: f"{e:g}"))
+    labels = frame.apply(_column_label, axis=1)
+    table = frame.assign(cell=values, column=labels)
     pivot = table.pivot_table(index="defense", columns="column", values="cell", aggfunc="first", sort=False)
-    return pivot.reindex(columns=sorted(pivot.columns, key=_column_order(frame)))
-
-
-def _column_order(frame: pd.DataFrame):
     attacks = list(dict.fromkeys(frame["attack"]))
-
-    def order(column: str) -> tuple[int, float]:
-        attack, _, eps = column.rpartition(" @ ")
-        return attacks.index(attack), float(eps)
-
-    return order
+    position = {
+        label: (attacks.index(attack), -1.0 if pd.isna(eps) else float(eps))
+        for label, attack, eps in zip(labels, frame["attack"], frame["eps"], strict=True)
+    }
+    return pivot.reindex(columns=sorted(pivot.columns, key=position.__getitem__))
 
 
 def profile_tables(frame: pd.DataFrame) -> dict[str, str]:

@@ -94,6 +94,7 @@ class TrainedDefense:
     key: str
     train_seconds: float
     cached: bool
+    summary: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -166,7 +167,8 @@ class DefenseTrainer:
             return None
         defense.to(self.device)
         self.reporter.log(f"{spec.label}: loaded cached checkpoint {key}")
-        return TrainedDefense(defense, key, float(checkpoint.meta.get("train_seconds", float("nan"))), True)
+        seconds = float(checkpoint.meta.get("train_seconds", float("nan")))
+        return TrainedDefense(defense, key, seconds, True, dict(checkpoint.meta.get("fit_summary", {})))
 
     def _fit(self, spec: Spec, key: str) -> TrainedDefense:
         if self._device_data is None:
@@ -192,6 +194,7 @@ class DefenseTrainer:
                 "defense": spec.label,
                 "options": defense.options(),
                 "train_seconds": seconds,
+                "fit_summary": defense.fit_summary(),
                 "profile": self.config.profile.name,
                 "seed": self.config.seed,
                 "library_versions": library_versions(),
@@ -200,7 +203,7 @@ class DefenseTrainer:
             },
         )
         self.reporter.log(f"{spec.label}: trained in {seconds:.1f} s")
-        return TrainedDefense(defense, key, seconds, False)
+        return TrainedDefense(defense, key, seconds, False, defense.fit_summary())
 
 
 @dataclass
@@ -263,7 +266,7 @@ class MatrixRunner:
                     attack,
                     [
                         eps
-                        for eps in cfg.epsilons
+                        for eps in self.epsilons_of(attack)
                         if not self.store.has(self.cell_key(defense_key, attack_spec, attack, eps))
                     ],
                 )
@@ -287,7 +290,11 @@ class MatrixRunner:
     def repeats(self) -> int:
         return self.config.effective_prediction_repeats
 
-    def cell_key(self, defense_key: str, attack_spec: Spec, attack: Attack, eps: float) -> str:
+    def epsilons_of(self, attack: Attack) -> list[float | None]:
+        """The run's epsilons; a single ``None`` for attacks bounded by a parameter range instead."""
+        return list(self.config.epsilons) if attack.uses_epsilon else [None]
+
+    def cell_key(self, defense_key: str, attack_spec: Spec, attack: Attack, eps: float | None) -> str:
         cfg = self.config
         return config_hash(
             {
@@ -303,7 +310,7 @@ class MatrixRunner:
         )
 
     def _base_record(
-        self, defense_spec: Spec, trained: TrainedDefense, attack_spec: Spec, attack: Attack, eps: float
+        self, defense_spec: Spec, trained: TrainedDefense, attack_spec: Spec, attack: Attack, eps: float | None
     ) -> dict[str, Any]:
         cfg, defense = self.config, trained.defense
         return {
@@ -313,10 +320,12 @@ class MatrixRunner:
             "backend": attack.backend,
             "threat_model": attack.threat_model,
             "eps": eps,
+            "budget": attack.budget() if eps is None else f"ε={eps:g}",
             "profile": cfg.profile.name,
             "seed": cfg.seed,
             "config_hash": trained.key,
             "train_seconds": trained.train_seconds,
+            **{f"train_{name}": value for name, value in trained.summary.items()},
             "randomized": defense.randomized,
             "eot_samples": cfg.effective_eot_samples if defense.randomized else 1,
             "prediction_repeats": self.repeats if defense.randomized else 1,
@@ -331,7 +340,7 @@ class MatrixRunner:
         trained: TrainedDefense,
         attack_spec: Spec,
         attack: Attack,
-        epsilons: list[float],
+        epsilons: list[float | None],
         x: Tensor,
         y: Tensor,
         clean: Tensor,
@@ -377,12 +386,13 @@ class MatrixRunner:
                 predictions = torch.where(clean_correct, predictions, clean)
                 record = self._base_record(defense_spec, trained, attack_spec, attack, eps)
                 record.update(cell_metrics(y, clean_correct, predictions, x, x_adv))
+                record.update(defense.evaluation_metrics(x[attacked], x_adv[attacked]))
                 record.update(
                     status="ok", attack_seconds=seconds, note="one run for the whole ε-curve" if len(group) > 1 else ""
                 )
                 self._write(record)
                 self.reporter.log(
-                    f"{label} ε={eps:g}: robust accuracy {record['robust_accuracy']:.3f} "
+                    f"{label} {record['budget']}: robust accuracy {record['robust_accuracy']:.3f} "
                     f"(clean {record['clean_accuracy']:.3f}) in {seconds:.1f} s"
                 )
 
@@ -393,14 +403,14 @@ class MatrixRunner:
         x: Tensor,
         y: Tensor,
         attacked: Tensor,
-        epsilons: list[float],
+        epsilons: list[float | None],
         generator: torch.Generator,
         adversarial: list[Tensor],
         label: str,
     ) -> None:
         """Attack the points in ``attacked`` batch by batch, writing into ``adversarial`` (one per ε)."""
         batch_size = self.config.profile.batch_size
-        desc = f"{label} ε={','.join(f'{e:g}' for e in epsilons)}"
+        desc = f"{label} {','.join('budget' if e is None else f'ε={e:g}' for e in epsilons)}"
         for first in self.reporter.progress(
             range(0, len(attacked), batch_size), desc=desc, total=-(-len(attacked) // batch_size)
         ):

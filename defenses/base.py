@@ -102,6 +102,16 @@ class Defense(Plugin, ABC):
             model = ExpectationOverTransformation(model, eot_samples)
         return model.eval()
 
+    def fit_summary(self) -> dict[str, float]:
+        """A few numbers about the finished training (e.g. epochs run), stored with the checkpoint and
+        reported as ``train_<name>`` columns; none by default."""
+        return {}
+
+    def evaluation_metrics(self, x: Tensor, x_adv: Tensor) -> dict[str, float]:
+        """Defense-specific columns of a cell, computed on the attacked points (e.g. a purifier's
+        reconstruction loss); none by default."""
+        return {}
+
     @torch.inference_mode()
     def predict(self, x: Tensor, batch_size: int = 1000) -> Tensor:
         """Logits of the deployed path, computed in batches."""

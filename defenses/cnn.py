@@ -22,25 +22,35 @@ class ClassifierConfig:
     batch_size: int = 128
 
 
-@register_defense("cnn")
-class UndefendedCNN(Defense):
-    description = "Undefended Madry-architecture CNN, clean training (reference row; shared classifier)"
-    Config = ClassifierConfig
-    profile_overrides = {"smoke": {"epochs": 1}, "quick": {"epochs": 3}}
+class ClassifierDefense(Defense):
+    """A defense that is a single Madry-architecture classifier (its training is what differs)."""
 
-    def __init__(self, config: ClassifierConfig | None = None) -> None:
+    def __init__(self, config: object = None) -> None:
         super().__init__(config)
         self.model = MadryCNN()
         self.history = History()
 
-    def fit(self, train: Split, val: Split, ctx: FitContext) -> None:
-        cfg: ClassifierConfig = self.config
-        self.history = train_classifier(
-            self.model, train, val, ctx, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, desc="cnn"
-        )
+    def fit_summary(self) -> dict[str, float]:
+        history = self.history
+        if not history.train_loss:
+            return {}
+        return {"epochs": float(len(history.train_loss)), "val_accuracy": history.val_accuracy[-1]}
 
     def deployed_model(self) -> nn.Module:
         return self.model
 
     def modules(self) -> dict[str, nn.Module]:
         return {"classifier": self.model}
+
+
+@register_defense("cnn")
+class UndefendedCNN(ClassifierDefense):
+    description = "Undefended Madry-architecture CNN, clean training (reference row; shared classifier)"
+    Config = ClassifierConfig
+    profile_overrides = {"smoke": {"epochs": 1}, "quick": {"epochs": 3}}
+
+    def fit(self, train: Split, val: Split, ctx: FitContext) -> None:
+        cfg: ClassifierConfig = self.config
+        self.history = train_classifier(
+            self.model, train, val, ctx, epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, desc="cnn"
+        )

@@ -104,14 +104,19 @@ def reconstruction_loss(recon: Tensor, target: Tensor) -> Tensor:
     return F.binary_cross_entropy(recon.flatten(1), target.flatten(1), reduction="none").sum(dim=1)
 
 
-def vae_loss(recon: Tensor, target: Tensor, mu: Tensor, logvar: Tensor, kl_weight: float = 1.0) -> Tensor:
-    """Per-image VAE loss, averaged over the batch: BCE summed over pixels + KL summed over latents.
+def vae_loss_per_image(recon: Tensor, target: Tensor, mu: Tensor, logvar: Tensor, kl_weight: float = 1.0) -> Tensor:
+    """Per-image VAE loss: BCE summed over pixels + KL(q(z|x) || N(0, I)) summed over latents.
 
     (Paper 000's reference code averaged the KL over batch x latent instead, which makes the
     model a near-plain autoencoder; we keep the proper per-image ELBO.)
     """
     kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)
-    return (reconstruction_loss(recon, target) + kl_weight * kl).mean()
+    return reconstruction_loss(recon, target) + kl_weight * kl
+
+
+def vae_loss(recon: Tensor, target: Tensor, mu: Tensor, logvar: Tensor, kl_weight: float = 1.0) -> Tensor:
+    """The per-image VAE loss averaged over the batch."""
+    return vae_loss_per_image(recon, target, mu, logvar, kl_weight).mean()
 
 
 class Purified(nn.Module):

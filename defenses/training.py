@@ -11,7 +11,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from defenses.base import FitContext, Split
-from defenses.networks import VAE, vae_loss
+from defenses.networks import VAE, vae_loss, vae_loss_per_image
+
+#: ``after_step(step, clean_batch, per_image_losses, optimizer)``
+AfterStep = Callable[[int, Tensor, Tensor, torch.optim.Optimizer], None]
 
 
 @dataclass
@@ -95,11 +98,14 @@ def train_vae(
     kl_weight: float,
     desc: str,
     make_inputs: Callable[[Tensor, Tensor], Tensor] | None = None,
+    after_step: AfterStep | None = None,
 ) -> History:
     """Adam on the per-image ELBO with early stopping on the validation loss (best weights restored).
 
     ``make_inputs(x, y)`` may replace the encoder's input (adversarial training reconstructs the
-    clean image from the attacked one); the target is always the clean image.
+    clean image from the attacked one); the target is always the clean image.  ``after_step`` is
+    called after every optimiser step with the step number, the clean batch, its per-image losses
+    and the optimiser (prioritised replay takes its extra steps there).
     """
     optimizer = torch.optim.Adam(vae.parameters(), lr=lr)
     generator = ctx.generator()
@@ -107,6 +113,7 @@ def train_vae(
     best_loss, best_state, epochs_without_gain = float("inf"), None, 0
     sampling = vae.sample
     vae.sample = True
+    step = 0
     steps_per_epoch = -(-len(train) // batch_size)
     for epoch in range(epochs):
         running = torch.zeros((), device=ctx.device)
@@ -117,11 +124,14 @@ def train_vae(
             inputs = make_inputs(x, y) if make_inputs is not None else x
             vae.train()
             recon, mu, logvar = vae.reconstruct(inputs)
-            loss = vae_loss(recon, x, mu, logvar, kl_weight)
+            losses = vae_loss_per_image(recon, x, mu, logvar, kl_weight)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            losses.mean().backward()
             optimizer.step()
-            running += loss.detach() * len(x)
+            running += losses.detach().sum()
+            if after_step is not None:
+                after_step(step, x, losses.detach(), optimizer)
+            step += 1
         history.train_loss.append(float(running) / len(train))
         history.val_loss.append(vae_validation_loss(vae, val, kl_weight))
         ctx.log(

@@ -8,14 +8,16 @@ attacked with EOT and a point counts as robust only if every repeated prediction
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from defenses.base import Defense, FitContext, Split, register_defense
-from defenses.networks import VAE, CnnVAE, FcVAE, MadryCNN, Purified
-from defenses.training import History, train_vae
+from defenses.networks import VAE, CnnVAE, FcVAE, MadryCNN, Purified, reconstruction_loss
+from defenses.training import AfterStep, History, train_vae
 
 
 @dataclass(frozen=True)
@@ -55,9 +57,23 @@ class VAEPurifier(Defense):
         return not self.config.deterministic
 
     def fit(self, train: Split, val: Split, ctx: FitContext) -> None:
-        cfg: VAEConfig = self.config
         self.classifier.load_state_dict(ctx.dependency("cnn").deployed_model().state_dict())
-        self.history = train_vae(
+        self.history = self.train_purifier(train, val, ctx)
+
+    def train_purifier(self, train: Split, val: Split, ctx: FitContext) -> History:
+        """Train the VAE (the classifier is fixed); subclasses change the inputs or add a step hook."""
+        return self._train_vae(train, val, ctx, self.training_inputs(ctx))
+
+    def _train_vae(
+        self,
+        train: Split,
+        val: Split,
+        ctx: FitContext,
+        make_inputs: Callable[[Tensor, Tensor], Tensor] | None,
+        after_step: AfterStep | None = None,
+    ) -> History:
+        cfg: VAEConfig = self.config
+        return train_vae(
             self.vae,
             train,
             val,
@@ -67,8 +83,30 @@ class VAEPurifier(Defense):
             batch_size=cfg.batch_size,
             patience=cfg.patience,
             kl_weight=cfg.kl_weight,
-            desc=f"vae-{cfg.arch}",
+            desc=f"{self.name}-{cfg.arch}",
+            make_inputs=make_inputs,
+            after_step=after_step,
         )
+
+    def training_inputs(self, ctx: FitContext) -> Callable[[Tensor, Tensor], Tensor] | None:
+        """What the encoder sees for a clean batch during training (None: the clean batch itself)."""
+        return None
+
+    def fit_summary(self) -> dict[str, float]:
+        history = self.history
+        if not history.val_loss:
+            return {}
+        return {"epochs": float(len(history.val_loss)), "best_val_loss": min(history.val_loss)}
+
+    @torch.inference_mode()
+    def evaluation_metrics(self, x: Tensor, x_adv: Tensor, batch_size: int = 1000) -> dict[str, float]:
+        """Paper 000's own measure: per-image BCE of the (deployed) reconstruction of x_adv against the clean x."""
+        self.vae.eval()
+        losses = [
+            reconstruction_loss(self.vae(x_adv[i : i + batch_size]), x[i : i + batch_size])
+            for i in range(0, len(x), batch_size)
+        ]
+        return {"reconstruction_loss": float(torch.cat(losses).mean())} if losses else {}
 
     def deployed_model(self) -> nn.Module:
         return Purified(self.vae, self.classifier).eval()

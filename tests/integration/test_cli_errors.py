@@ -46,9 +46,25 @@ def test_unwritable_out_dir(bench, tmp_path):
 def test_missing_data_exits_2_naming_the_directory_and_flag(tmp_path):
     env = {**os.environ, "BENCH_OFFLINE": "1", "BENCH_CACHE_DIR": str(tmp_path / "cache")}
     result = subprocess.run(
-        [sys.executable, "-m", "benchmark", "run", "--defenses", "cnn", "--attacks", "fgsm", "--profile", "smoke",
-         "--data-dir", str(tmp_path / "empty"), "--out", str(tmp_path / "out")],
-        env=env, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "benchmark",
+            "run",
+            "--defenses",
+            "cnn",
+            "--attacks",
+            "fgsm",
+            "--profile",
+            "smoke",
+            "--data-dir",
+            str(tmp_path / "empty"),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 2
     assert f"MNIST not found in {tmp_path / 'empty'}" in result.stderr and "--data-dir" in result.stderr

@@ -1,6 +1,6 @@
 """Networks, losses, training loops and the defense contract on tiny synthetic data."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 import torch
@@ -16,7 +16,7 @@ from defenses.training import train_classifier, train_vae
 class TinyContext:
     """A FitContext for tests; the dependency returns a given trained defense."""
 
-    device: torch.device = torch.device("cpu")
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     seed: int = 0
     provided: object = None
 
@@ -49,7 +49,7 @@ def test_network_shapes():
     for vae in (FcVAE(), CnnVAE()):
         recon, mu, logvar = vae.reconstruct(x)
         assert recon.shape == x.shape and mu.shape == logvar.shape == (3, 20)
-        assert 0 <= recon.min() and recon.max() <= 1
+        assert recon.min() >= 0 and recon.max() <= 1
 
 
 def test_vae_samples_unless_deterministic():
@@ -76,8 +76,9 @@ def test_classifier_training_loss_falls():
 
 def test_vae_training_loss_falls_and_restores_the_best_epoch():
     data, vae = blobs(), FcVAE()
-    history = train_vae(vae, data, data, TinyContext(), epochs=4, lr=1e-3, batch_size=64, patience=3,
-                        kl_weight=1.0, desc="t")
+    history = train_vae(
+        vae, data, data, TinyContext(), epochs=4, lr=1e-3, batch_size=64, patience=3, kl_weight=1.0, desc="t"
+    )
     assert history.train_loss[-1] < history.train_loss[0]
     assert history.val_loss[history.best_epoch] == min(history.val_loss)
     assert vae.sample and not vae.training
@@ -88,8 +89,10 @@ def test_vae_defense_uses_the_shared_classifier_and_eot():
     cnn.fit(blobs(), blobs(), TinyContext())
     vae = DEFENSES.build("vae:epochs=1", "smoke")
     vae.fit(blobs(), blobs(), TinyContext(provided=cnn))
-    assert all(torch.equal(a, b) for a, b in zip(vae.classifier.state_dict().values(),
-                                                  cnn.model.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(vae.classifier.state_dict().values(), cnn.model.state_dict().values(), strict=True)
+    )
     assert vae.randomized
     assert isinstance(vae.attack_model(eot_samples=4), ExpectationOverTransformation)
     assert not isinstance(vae.attack_model(eot_samples=1), ExpectationOverTransformation)

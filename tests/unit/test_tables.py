@@ -10,10 +10,23 @@ from benchmark.regression import compare
 def record(defense, attack, eps, robust, n=200, **extra):
     low, high = wilson_interval(round(robust * n), n)
     return {
-        "defense": defense, "attack": attack, "backend": "native", "eps": eps, "n": n, "status": "ok",
-        "clean_accuracy": 0.99, "robust_accuracy": robust, "robust_accuracy_ci_low": low,
-        "robust_accuracy_ci_high": high, "f1_macro": robust, "train_seconds": 12.0, "profile": "smoke",
-        "seed": 0, "config_hash": f"h-{defense}", "randomized": False, "library_versions": "torch=x",
+        "defense": defense,
+        "attack": attack,
+        "backend": "native",
+        "eps": eps,
+        "n": n,
+        "status": "ok",
+        "clean_accuracy": 0.99,
+        "robust_accuracy": robust,
+        "robust_accuracy_ci_low": low,
+        "robust_accuracy_ci_high": high,
+        "f1_macro": robust,
+        "train_seconds": 12.0,
+        "profile": "smoke",
+        "seed": 0,
+        "config_hash": f"h-{defense}",
+        "randomized": False,
+        "library_versions": "torch=x",
         **extra,
     }
 
@@ -25,10 +38,14 @@ def test_frame_has_the_long_format_columns_in_order():
 
 
 def test_markdown_pivots_robust_accuracy_f1_and_training_time():
-    frame = records_to_frame([
-        record("cnn", "fgsm", 0.1, 0.5), record("cnn", "fgsm", 0.3, 0.0), record("vae", "fgsm", 0.1, 0.25),
-        {**record("cnn", "vaea", 0.1, 0.0), "status": "skipped", "note": "vaea needs vae, which cnn lacks"},
-    ])
+    frame = records_to_frame(
+        [
+            record("cnn", "fgsm", 0.1, 0.5),
+            record("cnn", "fgsm", 0.3, 0.0),
+            record("vae", "fgsm", 0.1, 0.25),
+            {**record("cnn", "vaea", 0.1, 0.0), "status": "skipped", "note": "vaea needs vae, which cnn lacks"},
+        ]
+    )
     text = markdown(frame)
     assert "| defense   | fgsm @ 0.1        | fgsm @ 0.3     | vaea @ 0.1   |" in text
     assert "| cnn       | 50.0 [43.1, 56.9] | 0.0 [0.0, 1.9] | skipped      |" in text

@@ -1,0 +1,106 @@
+"""Paper 000's RANDOM attack: per batch, one of FGSM, PGD, GNA, GTA with equal probability.
+
+Two forms: the registered attack ``random`` (evaluation: the gradient members attack the classifier
+loss of the model under test, each member through its own guarded call), and ``random_mix_inputs``
+for adversarial training, where the caller supplies the gradient members (during VAE training they
+maximise the reconstruction loss, not a classifier's).  The member index order is ``ATTACK_TYPES``,
+fixed, so stored attack types (e.g. in a replay buffer) stay meaningful.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from attacks.base import Attack, register_attack
+from attacks.gradient import FGSM, PGD, PGD_PROFILE_OVERRIDES, PGDConfig
+from attacks.semantic import GNA, GTA, GNAConfig, GTAConfig, gaussian_noise, geometric_transform
+
+#: Member order of every RANDOM draw; an index into this tuple is the "attack type".
+ATTACK_TYPES: tuple[str, ...] = ("fgsm", "pgd", "gna", "gta")
+
+#: A gradient member for training: a batch in, its adversarial batch out (the objective and ε are bound in).
+InputAttack = Callable[[Tensor], Tensor]
+
+
+def choose_attack_type(generator: torch.Generator) -> int:
+    """An index into ``ATTACK_TYPES``, uniformly at random."""
+    return int(torch.randint(len(ATTACK_TYPES), (), generator=generator, device=generator.device))
+
+
+def attack_inputs(
+    attack_type: int,
+    x: Tensor,
+    generator: torch.Generator,
+    fgsm_fn: InputAttack,
+    pgd_fn: InputAttack,
+    *,
+    gna: GNAConfig | None = None,
+    gta: GTAConfig | None = None,
+) -> Tensor:
+    """The adversarial batch of one given attack type (e.g. to regenerate a stored entry's attack)."""
+    if attack_type == 0:
+        return fgsm_fn(x)
+    if attack_type == 1:
+        return pgd_fn(x)
+    if attack_type == 2:
+        gna = gna or GNAConfig()
+        return gaussian_noise(x, generator, gna.mean_range, gna.std_max)
+    if attack_type == 3:
+        gta = gta or GTAConfig()
+        return geometric_transform(x, generator, gta.max_rotation_deg, gta.scale_range, gta.max_translation, gta.mode)
+    raise ValueError(f"attack type must be an index into {ATTACK_TYPES}; got {attack_type!r}")
+
+
+def random_mix_inputs(
+    x: Tensor,
+    generator: torch.Generator,
+    fgsm_fn: InputAttack,
+    pgd_fn: InputAttack,
+    *,
+    gna: GNAConfig | None = None,
+    gta: GTAConfig | None = None,
+) -> tuple[Tensor, int]:
+    """RANDOM for adversarial training: ``(x_adv, attack_type)`` with the type drawn uniformly.
+
+    ``fgsm_fn``/``pgd_fn`` map a batch to its adversarial batch, e.g.
+    ``lambda x: fgsm_step(objective, x, eps)`` with ``objective`` the VAE's summed reconstruction
+    loss; only the chosen one runs.  GNA and GTA use ``gna``/``gta`` (paper defaults when None).
+    """
+    attack_type = choose_attack_type(generator)
+    return attack_inputs(attack_type, x, generator, fgsm_fn, pgd_fn, gna=gna, gta=gta), attack_type
+
+
+@register_attack("random")
+class RandomMix(Attack):
+    """RANDOM: one member per batch; the same member serves every epsilon of a curve.
+
+    Options are the PGD member's (same defaults and profile budgets as ``pgd``); GNA and GTA use
+    the paper's ranges.  Each member runs through its own guarded call, so FGSM/PGD picks are
+    checked against the L∞ ball and GNA/GTA picks ignore epsilon (epsilon 0 included).
+    """
+
+    description = "RANDOM (paper 000): FGSM, PGD, GNA or GTA with equal probability per batch"
+    Config = PGDConfig
+    profile_overrides = PGD_PROFILE_OVERRIDES
+    threat_model = "semantic"
+    uses_epsilon = True
+    requires = frozenset({"gradients"})
+
+    def __init__(self, config: PGDConfig | None = None) -> None:
+        super().__init__(config)
+        self.members: tuple[Attack, ...] = (FGSM(), PGD(self.config), GNA(), GTA())
+
+    def budget(self) -> str:
+        return f"ε for FGSM/PGD; GNA {self.members[2].budget()}; GTA {self.members[3].budget()}"
+
+    def _run_curve(
+        self, model: nn.Module, x: Tensor, y: Tensor, epsilons: list[float], generator: torch.Generator
+    ) -> list[Tensor]:
+        member = self.members[choose_attack_type(generator)]
+        return member.run_curve(model, x, y, epsilons, generator=generator)
+
+    def _run(self, model: nn.Module, x: Tensor, y: Tensor, eps: float, generator: torch.Generator) -> Tensor:
+        return self._run_curve(model, x, y, [eps], generator)[0]

@@ -1,0 +1,443 @@
+"""``abs`` and ``binary-abs``: the analysis-by-synthesis model of Schott et al. (ICLR 2019).
+
+**Model.** Ten class-conditional VAEs (latent 8), each trained only on images of its class, with the
+reference architecture: encoder Conv(1→32,k5)→BN→ELU→Conv(32→32,k4,s2)→BN→ELU→Conv(32→64,k3,s2)→BN
+→ELU→Conv(64→16,k5) (28→24→11→5→1: μ and log σ², 8 each, at 1×1); decoder ConvT(8→32,k4)→BN→ELU→
+ConvT(32→16,k5,s2)→BN→ELU→ConvT(16→16,k5,s2)→BN→ELU→ConvT(16→1,k4)→Sigmoid (1→4→11→25→28).  The ten
+VAEs are *one* module of grouped convolutions (``groups=10``): group c of every layer holds VAE c's
+weights and BatchNorm is per channel, so statistics and affine parameters are per class as well.
+Tensors carry the class in dimension 1: images (B, 10, 28, 28), channel c being what VAE c sees,
+and latents (B, 10, 8).  One decoder call therefore decodes every (input, class) pair at once.
+
+**Training** (the authors' reimplementation: Adam lr 3e-3, batch 128, 10 epochs, light augmentation).
+Every step draws ``ceil(batch_size / 10)`` images (13 for 128) *of each class* and feeds class c's
+images to VAE c only; that is the reference's class-balanced batch of 128 shared by the ten VAEs,
+except that each VAE's BatchNorm sees only its own class (the reference ran every VAE on the whole
+mixed batch and masked the loss, so its BatchNorm statistics mixed classes).  An epoch lasts until
+the largest class has been seen once; smaller classes go on into a fresh permutation of their
+images.  The loss is the reference's ELBO with a Gaussian decoder: per image and class,
+``‖x − dec_c(z)‖² + β·KL(q_c(z|x) ‖ N(0, I))`` with z drawn by reparameterisation (sums over pixels
+and latents), averaged over each class's images and summed over the classes (the VAEs share no
+parameter and Adam is element-wise, so this is ten independent trainings).  Its β is the same β
+as in the inference loss below (1).  Light augmentation (``augment``) is the reference's Augmentor
+zoom (×0.9–1.1) and shear (±6°), each applied to an image with probability 0.1; its skew and
+elastic distortion are left out.  Validation is for logging only (no early stopping or model
+selection, as in the reference): the own-class ELBO and the accuracy of the cheap encoder-based
+logits on the first 500 validation images.
+
+**Inference** (robust inference of the paper).  A fixed bank of latents: the ``bank_size``
+highest-density (smallest-norm) of ``bank_draws`` draws from N(0, I), drawn by a CPU generator seeded
+with ``bank_seed`` (device-independent).  The bank is derived, not saved: it is rebuilt from the
+seed, and its decodings are cached and recomputed whenever the decoder's weights change (parameter
+identity, storage and version counters are the cache key, so training steps, ``load_state_dict``
+and moving devices all invalidate it).  Per input and class the search starts from the bank entry
+with the lowest ``ℓ_c(x, z) = (‖x − dec_c(z)‖² + β·½‖z‖²)/784`` and runs ``steps`` Adam steps (lr
+``inference_lr``) on z, each followed by the projection ``z ← z·min(1, radius/‖z‖)`` onto the ball
+of radius 5, which keeps z's direction and sign (the reference's projection dropped the sign); the
+start is projected too (a no-op at radius 5, which no entry of the default bank reaches).  z*
+is the iterate with the lowest ℓ_c on that path (the reference returns the last iterate, which
+Adam may have overshot; keeping the best makes ℓ_c(z*) ≤ the bank start by construction).  Logits
+are ``−440·ℓ_c(x, z*_c)``.  Inputs are processed in chunks of ``chunk_size``; within a chunk every
+step is one batched decoder call over all inputs × all classes (``steps`` + 1 decoder calls per
+chunk, the last one for the final iterate); the bank is decoded once, in chunks of ``chunk_size``
+latents.  ABS is deterministic given the bank, so ``randomized`` stays False (no EOT, one prediction).
+
+**Gradient for attacks.**  ``differentiable_model()`` finds z* without gradients (gradients are
+enabled only for the inner Adam, with respect to z) and then recomputes ℓ_c(x, z*) with dec_c(z*)
+detached, so autograd yields exactly the envelope-theorem gradient ∂ℓ_c/∂x = 2(x − dec_c(z*))/784
+(z* held fixed).  ``deployed_model()`` is the same computation, so both give the same logits.  The
+inference module keeps the VAEs in eval mode (BatchNorm running statistics) whatever ``train()``
+asks.
+
+**Binary ABS** (``binary-abs``) binarises the input at 0.5 (``x > 0.5``) before everything and scales
+ℓ_c per class by (1, .96, 1.001, 1.06, .98, .96, 1.03, 1, 1, 1); in ``differentiable_model()`` the
+binarisation is BPDA (identity backward).  Its VAEs are trained exactly like ``abs``'s, on
+grey-level images: in the paper Binary ABS is the ABS model with binarised inputs and the per-class
+calibration.
+
+**Profiles** change budgets only: ``smoke`` trains 2 epochs and infers with a 500-of-555 bank and
+5 steps; ``quick`` trains 3 epochs and infers with a 2,000-of-2,222 bank and 10 steps; ``paper`` keeps
+the defaults (10 epochs, 8,000 of 8,888, 50 steps).  Inference dominates the cost: ``steps`` + 1
+decoder passes per image and class (the bank costs one matrix product per image), so ``quick`` is
+about 5× cheaper per attack step than ``paper``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import ClassVar, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from attacks.adaptive import BPDA
+from defenses.base import Defense, FitContext, Split, register_defense
+from defenses.training import History
+
+NUM_CLASSES = 10
+IMAGE_SIZE = 28
+PIXELS = IMAGE_SIZE * IMAGE_SIZE
+#: Logits are −440·ℓ_c (the reference's scale, which makes them usable with cross-entropy losses).
+LOGIT_SCALE = 440.0
+#: Binary ABS's per-class scales of ℓ_c (Schott et al.).
+BINARY_CLASS_SCALES = (1.0, 0.96, 1.001, 1.06, 0.98, 0.96, 1.03, 1.0, 1.0, 1.0)
+#: Validation images used for the per-epoch log (the log only; nothing is selected on it).
+VALIDATION_IMAGES = 500
+
+
+@dataclass(frozen=True)
+class ABSConfig:
+    latent_dim: int = 8
+    beta: float = 1.0  # KL weight in training and prior weight β·½‖z‖² at inference
+    epochs: int = 10
+    lr: float = 3e-3
+    batch_size: int = 128  # all classes together: ceil(batch_size / 10) images of each class per step
+    augment: bool = True
+    bank_size: int = 8000
+    bank_draws: int = 8888
+    bank_seed: int = 0
+    steps: int = 50
+    inference_lr: float = 0.05
+    radius: float = 5.0
+    chunk_size: int = 100  # inputs per inference chunk (and bank latents per decoding chunk)
+
+    def __post_init__(self) -> None:
+        for name in ("latent_dim", "lr", "batch_size", "bank_size", "inference_lr", "radius", "chunk_size"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive; got {getattr(self, name)}")
+        for name in ("beta", "epochs", "steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be non-negative; got {getattr(self, name)}")
+        if self.bank_draws < self.bank_size:
+            raise ValueError(f"bank_draws ({self.bank_draws}) must be at least bank_size ({self.bank_size})")
+
+
+class ClassConditionalVAEs(nn.Module):
+    """``num_classes`` independent VAEs evaluated as one network of grouped convolutions.
+
+    Images are (B, C, 28, 28) with channel c the input of VAE c; latents are (B, C, latent_dim).
+    """
+
+    def __init__(self, num_classes: int = NUM_CLASSES, latent_dim: int = 8) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.latent_dim = latent_dim
+        g = num_classes
+
+        def conv(cin: int, cout: int, kernel: int, stride: int = 1) -> nn.Conv2d:
+            return nn.Conv2d(g * cin, g * cout, kernel, stride=stride, groups=g)
+
+        def deconv(cin: int, cout: int, kernel: int, stride: int = 1) -> nn.ConvTranspose2d:
+            return nn.ConvTranspose2d(g * cin, g * cout, kernel, stride=stride, groups=g)
+
+        def norm(channels: int) -> nn.BatchNorm2d:
+            return nn.BatchNorm2d(g * channels)
+
+        self.encoder = nn.Sequential(
+            conv(1, 32, 5), norm(32), nn.ELU(),
+            conv(32, 32, 4, 2), norm(32), nn.ELU(),
+            conv(32, 64, 3, 2), norm(64), nn.ELU(),
+            conv(64, 2 * latent_dim, 5),
+        )  # fmt: skip
+        self.decoder = nn.Sequential(
+            deconv(latent_dim, 32, 4), norm(32), nn.ELU(),
+            deconv(32, 16, 5, 2), norm(16), nn.ELU(),
+            deconv(16, 16, 5, 2), norm(16), nn.ELU(),
+            deconv(16, 1, 4), nn.Sigmoid(),
+        )  # fmt: skip
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, C, 28, 28) -> μ and log σ², each (B, C, latent_dim)."""
+        h = self.encoder(x).view(len(x), self.num_classes, 2 * self.latent_dim)
+        mu, logvar = h.chunk(2, dim=2)
+        return mu, logvar
+
+    def decode(self, z: Tensor) -> Tensor:
+        """(B, C, latent_dim) -> (B, C, 28, 28): dec_c(z[:, c]) in channel c."""
+        return self.decoder(z.reshape(len(z), self.num_classes * self.latent_dim, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Reconstruction from the posterior mean."""
+        return self.decode(self.encode(x)[0])
+
+
+def abs_loss(x: Tensor, reconstruction: Tensor, z: Tensor, beta: float) -> Tensor:
+    """ℓ_c = (‖x − dec_c(z)‖² + β·½‖z‖²)/784 over the last dimension (flattened images and latents)."""
+    return ((x - reconstruction).square().sum(-1) + 0.5 * beta * z.square().sum(-1)) / PIXELS
+
+
+def latent_bank(size: int, draws: int, latent_dim: int, seed: int) -> Tensor:
+    """The ``size`` highest-density of ``draws`` N(0, I) latents (the smallest norms), by increasing norm."""
+    z = torch.randn(draws, latent_dim, generator=torch.Generator().manual_seed(seed))
+    return z[z.square().sum(1).argsort(stable=True)[:size]]
+
+
+def project_to_ball(z: Tensor, radius: float) -> Tensor:
+    """``z·min(1, radius/‖z‖)`` over the last dimension: the norm is capped, the direction kept."""
+    return z * (radius / z.norm(dim=-1, keepdim=True)).clamp(max=1.0)
+
+
+def binarize(x: Tensor) -> Tensor:
+    return (x > 0.5).to(x.dtype)
+
+
+class Binarize(nn.Module):
+    """Binary ABS's deployed input step (its true gradient is zero almost everywhere)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return binarize(x)
+
+
+def _weights_key(module: nn.Module) -> Hashable:
+    tensors = itertools.chain(module.parameters(), module.buffers())
+    return tuple((id(t), t.data_ptr(), t._version, t.device, t.dtype) for t in tensors)
+
+
+class LatentBank:
+    """Fixed latents and their per-class decodings, decoded again whenever the decoder changes."""
+
+    def __init__(self, latents: Tensor) -> None:
+        self.latents = latents
+        self._key: Hashable = None
+        self._decoded: tuple[Tensor, Tensor] | None = None
+
+    def decoded(self, vaes: ClassConditionalVAEs, chunk_size: int) -> tuple[Tensor, Tensor]:
+        """Latents (K, d) on the decoder's device and their decodings (C, K, 784)."""
+        key = _weights_key(vaes.decoder)
+        if self._decoded is None or key != self._key:
+            with torch.inference_mode(False), torch.no_grad():
+                device = next(vaes.parameters()).device
+                latents = self.latents.to(device)
+                per_class = latents.unsqueeze(1).expand(-1, vaes.num_classes, -1)
+                decoded = torch.cat([vaes.decode(part) for part in per_class.split(chunk_size)])
+                self._decoded = latents, decoded.flatten(2).transpose(0, 1).contiguous()
+            self._key = key
+        return self._decoded
+
+
+class SearchResult(NamedTuple):
+    """The optimised latents z* (N, C, d), their decodings (N, C, 784) and ℓ_c(x, z*) (N, C)."""
+
+    z: Tensor
+    reconstruction: Tensor
+    loss: Tensor
+
+
+def _keep_best(best: SearchResult | None, candidate: SearchResult) -> SearchResult:
+    if best is None:
+        return SearchResult(*(t.detach().clone() for t in candidate))
+    better = candidate.loss < best.loss
+    return SearchResult(
+        torch.where(better.unsqueeze(-1), candidate.z.detach(), best.z),
+        torch.where(better.unsqueeze(-1), candidate.reconstruction.detach(), best.reconstruction),
+        torch.where(better, candidate.loss.detach(), best.loss),
+    )
+
+
+class ABSInference(nn.Module):
+    """ABS's robust inference: [0, 1] images -> logits −440·s_c·ℓ_c(x, z*_c).
+
+    Autograd through ``forward`` gives the envelope gradient (z* fixed); ``preprocess`` is applied
+    first (binarisation, or its BPDA).
+    """
+
+    def __init__(
+        self,
+        vaes: ClassConditionalVAEs,
+        bank: LatentBank,
+        config: ABSConfig,
+        class_scales: tuple[float, ...] | None = None,
+        preprocess: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        self.vaes = vaes
+        self.bank = bank
+        self.config = config
+        self.class_scales = class_scales or (1.0,) * vaes.num_classes
+        self.preprocess = preprocess if preprocess is not None else nn.Identity()
+        self.eval()
+
+    def train(self, mode: bool = True) -> ABSInference:
+        """Always eval: inference uses BatchNorm's running statistics."""
+        return super().train(False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.preprocess(x)
+        found = self.search(x)
+        return self.logits_at(x, found.z, found.reconstruction)
+
+    def logits_at(self, x: Tensor, z: Tensor, reconstruction: Tensor) -> Tensor:
+        """−440·s_c·ℓ_c(x, z) with dec_c(z) given and detached: its x-gradient is −440·s_c·2(x − dec_c(z))/784."""
+        loss = abs_loss(x.flatten(1).unsqueeze(1), reconstruction.detach(), z.detach(), self.config.beta)
+        scales = torch.tensor(self.class_scales, dtype=loss.dtype, device=loss.device)
+        return -LOGIT_SCALE * scales * loss
+
+    def search(self, x: Tensor) -> SearchResult:
+        """z*_c per input and class: best bank entry, then projected Adam steps; without gradients."""
+        if self.vaes.training:
+            raise RuntimeError("ABS inference needs the VAEs in eval mode (BatchNorm running statistics)")
+        cfg = self.config
+        with torch.inference_mode(False), torch.no_grad():
+            images = x.detach().clone().flatten(1)
+            latents, decoded = self.bank.decoded(self.vaes, cfg.chunk_size)
+            parts = [self._search_chunk(chunk, latents, decoded) for chunk in images.split(cfg.chunk_size)]
+        return SearchResult(*(torch.cat(column) for column in zip(*parts, strict=True)))
+
+    def _search_chunk(self, x: Tensor, latents: Tensor, decoded: Tensor) -> SearchResult:
+        cfg = self.config
+        prior = 0.5 * cfg.beta * latents.square().sum(1)
+        bank_loss = (
+            x.square().sum(1) + (decoded.square().sum(2) + prior).unsqueeze(2) - 2 * decoded @ x.T
+        )  # (C, K, n), up to the common factor 1/784
+        start = project_to_ball(latents[bank_loss.argmin(dim=1)].transpose(0, 1), cfg.radius)  # (n, C, d)
+        target = x.unsqueeze(1)
+        z = start.clone().requires_grad_(True)
+        optimizer = torch.optim.Adam([z], lr=cfg.inference_lr)
+        best: SearchResult | None = None
+        for _ in range(cfg.steps):
+            with torch.enable_grad():
+                reconstruction = self.vaes.decode(z).flatten(2)
+                loss = abs_loss(target, reconstruction, z, cfg.beta)
+                (z.grad,) = torch.autograd.grad(loss.sum(), z)
+            best = _keep_best(best, SearchResult(z, reconstruction, loss))
+            optimizer.step()
+            z.copy_(project_to_ball(z, cfg.radius))
+        reconstruction = self.vaes.decode(z).flatten(2)
+        return _keep_best(best, SearchResult(z, reconstruction, abs_loss(target, reconstruction, z, cfg.beta)))
+
+
+def light_augmentation(x: Tensor, generator: torch.Generator, probability: float = 0.1) -> Tensor:
+    """Random zoom (×0.9–1.1) and shear (±6°), each applied to an image with ``probability``."""
+    images = x.reshape(-1, 1, IMAGE_SIZE, IMAGE_SIZE)
+    u = torch.rand(len(images), 4, generator=generator, device=generator.device).to(x.device, x.dtype)
+    zoom = torch.where(u[:, 0] < probability, 0.9 + 0.2 * u[:, 1], torch.ones_like(u[:, 1]))
+    shear = torch.where(u[:, 2] < probability, math.tan(math.radians(6)) * (2 * u[:, 3] - 1), torch.zeros_like(u[:, 3]))
+    theta = torch.zeros(len(images), 2, 3, dtype=x.dtype, device=x.device)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1 / zoom
+    theta[:, 0, 1] = shear
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    moved = F.grid_sample(images, grid, align_corners=False)
+    changed = (zoom != 1) | (shear != 0)
+    return torch.where(changed.view(-1, 1, 1, 1), moved, images).view_as(x)
+
+
+def _class_order(y: Tensor, num_classes: int, length: int, generator: torch.Generator) -> Tensor:
+    """(num_classes, length) training indices: each class's images in shuffled passes, reshuffled after each."""
+    rows = []
+    for c in range(num_classes):
+        members = (y == c).nonzero().squeeze(1)
+        passes = -(-length // len(members))
+        keys = torch.rand(passes, len(members), generator=generator, device=generator.device)
+        rows.append(members[keys.argsort(dim=1).flatten()[:length].to(members.device)])
+    return torch.stack(rows)
+
+
+def elbo_terms(vaes: ClassConditionalVAEs, x: Tensor, noise: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Per image and class: ‖x − dec_c(z)‖² and KL(q_c(z|x) ‖ N(0, I)), each (B, C); z = μ + σ·noise (μ if None)."""
+    mu, logvar = vaes.encode(x)
+    z = mu if noise is None else mu + noise * torch.exp(0.5 * logvar)
+    squared_error = (vaes.decode(z) - x).square().flatten(2).sum(2)
+    kl = -0.5 * (1 + logvar - mu.square() - logvar.exp()).sum(2)
+    return squared_error, kl
+
+
+@torch.no_grad()
+def validate(vaes: ClassConditionalVAEs, val: Split, beta: float) -> tuple[float, float]:
+    """Own-class ELBO (decoding μ) and accuracy of the encoder-based logits −ℓ_c on the first validation images."""
+    x, y = val.x[:VALIDATION_IMAGES], val.y[:VALIDATION_IMAGES]
+    if len(y) == 0:
+        return float("nan"), float("nan")
+    vaes.eval()
+    terms = [elbo_terms(vaes, chunk.expand(-1, vaes.num_classes, -1, -1), None) for chunk in x.split(100)]
+    loss = torch.cat([squared_error + beta * kl for squared_error, kl in terms])  # (N, C)
+    own = loss.gather(1, y.unsqueeze(1))
+    return float(own.mean()), float((loss.argmin(dim=1) == y).float().mean())
+
+
+def train_abs(
+    vaes: ClassConditionalVAEs, train: Split, val: Split, ctx: FitContext, config: ABSConfig, *, desc: str
+) -> History:
+    """Adam on each VAE's ELBO over its own class's images, all classes in one batched step."""
+    num_classes = vaes.num_classes
+    counts = torch.bincount(train.y, minlength=num_classes)[:num_classes]
+    if bool((counts == 0).any()):
+        missing = [c for c in range(num_classes) if counts[c] == 0]
+        raise ValueError(f"ABS trains one VAE per class; no training images of class {missing}")
+    per_class = -(-config.batch_size // num_classes)
+    steps = -(-int(counts.max()) // per_class)
+    optimizer = torch.optim.Adam(vaes.parameters(), lr=config.lr)
+    generator = ctx.generator()
+    history = History()
+    for epoch in range(config.epochs):
+        order = _class_order(train.y, num_classes, steps * per_class, generator).view(num_classes, steps, per_class)
+        running = torch.zeros((), device=train.x.device)
+        vaes.train()
+        for step in ctx.progress(range(steps), desc=f"{desc} {epoch + 1}/{config.epochs}", total=steps):
+            x = train.x[order[:, step]].squeeze(2).transpose(0, 1)  # (per_class, C, 28, 28)
+            if config.augment:
+                x = light_augmentation(x, generator)
+            noise = torch.randn(len(x), num_classes, vaes.latent_dim, generator=generator, device=generator.device)
+            squared_error, kl = elbo_terms(vaes, x, noise.to(x.device, x.dtype))
+            loss = (squared_error + config.beta * kl).mean(0)  # per class
+            optimizer.zero_grad(set_to_none=True)
+            loss.sum().backward()
+            optimizer.step()
+            running += loss.detach().mean()
+        history.train_loss.append(float(running) / max(steps, 1))
+        val_loss, val_accuracy = validate(vaes, val, config.beta)
+        history.val_loss.append(val_loss)
+        history.val_accuracy.append(val_accuracy)
+        ctx.log(
+            f"{desc} epoch {epoch + 1}: train loss {history.train_loss[-1]:.2f}, val loss {val_loss:.2f}, "
+            f"val accuracy (encoder inference) {val_accuracy:.4f}"
+        )
+    history.best_epoch = config.epochs - 1
+    vaes.eval()
+    return history
+
+
+@register_defense("abs")
+class AnalysisBySynthesis(Defense):
+    description = "ABS (Schott et al.): ten class-conditional VAEs, logits from per-class latent optimisation"
+    Config = ABSConfig
+    profile_overrides = {
+        "smoke": {"epochs": 2, "bank_size": 500, "bank_draws": 555, "steps": 5},
+        "quick": {"epochs": 3, "bank_size": 2000, "bank_draws": 2222, "steps": 10},
+    }
+    #: Binarise the input at 0.5 first (BPDA in ``differentiable_model``).
+    binarize: ClassVar[bool] = False
+    #: Per-class factors of ℓ_c.
+    class_scales: ClassVar[tuple[float, ...]] = (1.0,) * NUM_CLASSES
+
+    def __init__(self, config: ABSConfig | None = None) -> None:
+        super().__init__(config)
+        cfg: ABSConfig = self.config
+        self.vaes = ClassConditionalVAEs(NUM_CLASSES, cfg.latent_dim).eval()
+        self.bank = LatentBank(latent_bank(cfg.bank_size, cfg.bank_draws, cfg.latent_dim, cfg.bank_seed))
+        self.history = History()
+
+    def fit(self, train: Split, val: Split, ctx: FitContext) -> None:
+        self.history = train_abs(self.vaes, train, val, ctx, self.config, desc=self.name or "abs")
+
+    def _inference(self, preprocess: nn.Module | None) -> ABSInference:
+        return ABSInference(self.vaes, self.bank, self.config, self.class_scales, preprocess)
+
+    def deployed_model(self) -> nn.Module:
+        return self._inference(Binarize() if self.binarize else None)
+
+    def differentiable_model(self) -> nn.Module:
+        return self._inference(BPDA(binarize) if self.binarize else None)
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"vaes": self.vaes}
+
+
+@register_defense("binary-abs")
+class BinaryAnalysisBySynthesis(AnalysisBySynthesis):
+    description = "Binary ABS: ABS on inputs binarised at 0.5 (BPDA for attacks), per-class calibrated losses"
+    binarize = True
+    class_scales = BINARY_CLASS_SCALES

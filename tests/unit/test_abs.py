@@ -1,0 +1,334 @@
+"""ABS and binary ABS on tiny configurations (random weights, a few training steps on synthetic data).
+
+The finite-difference check of the envelope gradient holds z* fixed (the optimum found for x): that
+is the function whose x-gradient the envelope theorem says the attack gradient equals at an optimum,
+and with only a few inner steps z* is not converged, so re-optimising z* would add a dz*/dx term.
+"""
+
+import math
+from dataclasses import dataclass, field
+
+import pytest
+import torch
+from torch import nn
+
+from defenses.abs import (
+    BINARY_CLASS_SCALES,
+    LOGIT_SCALE,
+    PIXELS,
+    ABSConfig,
+    AnalysisBySynthesis,
+    BinaryAnalysisBySynthesis,
+    ClassConditionalVAEs,
+    _class_order,
+    abs_loss,
+    binarize,
+    latent_bank,
+    light_augmentation,
+    project_to_ball,
+    validate,
+)
+from defenses.base import DEFENSES, Split
+
+TINY = ABSConfig(bank_size=20, bank_draws=24, steps=3, chunk_size=4)
+
+
+@dataclass
+class TinyContext:
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    seed: int = 0
+
+    def generator(self) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed)
+
+    def dependency(self, name: str) -> None:
+        raise AssertionError("ABS has no dependencies")
+
+    def progress(self, iterable, *, desc, total=None):
+        return iterable
+
+    def log(self, message: str) -> None:
+        pass
+
+
+def make_abs(config: ABSConfig = TINY, cls: type[AnalysisBySynthesis] = AnalysisBySynthesis) -> AnalysisBySynthesis:
+    torch.manual_seed(0)
+    return cls(config)
+
+
+def images(n: int, seed: int = 1) -> torch.Tensor:
+    return torch.rand(n, 1, 28, 28, generator=torch.Generator().manual_seed(seed))
+
+
+def digits(per_class: int = 8) -> Split:
+    """Ten easy classes: class c is a bright horizontal bar at rows 2c..2c+5, plus noise."""
+    generator = torch.Generator().manual_seed(0)
+    y = torch.arange(10).repeat_interleave(per_class)
+    x = torch.rand(len(y), 1, 28, 28, generator=generator) * 0.2
+    for c in range(10):
+        x[y == c, :, 2 * c + 2 : 2 * c + 8] += 0.7
+    return Split(x.clamp(0, 1), y)
+
+
+def reference_vae(latent_dim: int = 8) -> nn.Module:
+    """One class's VAE exactly as REFERENCE.md describes it (ungrouped), for parameter counts."""
+    return nn.ModuleList(
+        [
+            nn.Sequential(
+                nn.Conv2d(1, 32, 5), nn.BatchNorm2d(32), nn.ELU(),
+                nn.Conv2d(32, 32, 4, stride=2), nn.BatchNorm2d(32), nn.ELU(),
+                nn.Conv2d(32, 64, 3, stride=2), nn.BatchNorm2d(64), nn.ELU(),
+                nn.Conv2d(64, 2 * latent_dim, 5),
+            ),
+            nn.Sequential(
+                nn.ConvTranspose2d(latent_dim, 32, 4), nn.BatchNorm2d(32), nn.ELU(),
+                nn.ConvTranspose2d(32, 16, 5, stride=2), nn.BatchNorm2d(16), nn.ELU(),
+                nn.ConvTranspose2d(16, 16, 5, stride=2), nn.BatchNorm2d(16), nn.ELU(),
+                nn.ConvTranspose2d(16, 1, 4), nn.Sigmoid(),
+            ),
+        ]
+    )  # fmt: skip
+
+
+def spatial_sizes(layers: nn.Sequential, x: torch.Tensor) -> list[int]:
+    sizes = []
+    for layer in layers:
+        x = layer(x)
+        if isinstance(layer, nn.Conv2d | nn.ConvTranspose2d):
+            sizes.append(x.shape[-1])
+    return sizes
+
+
+def test_architecture_shapes_and_size():
+    vaes = ClassConditionalVAEs().eval()
+    x = torch.rand(3, 10, 28, 28)
+    with torch.no_grad():
+        assert spatial_sizes(vaes.encoder, x) == [24, 11, 5, 1]
+        assert vaes.encoder(x).shape == (3, 10 * 16, 1, 1)
+        mu, logvar = vaes.encode(x)
+        assert mu.shape == logvar.shape == (3, 10, 8)
+        assert spatial_sizes(vaes.decoder, mu.reshape(3, 80, 1, 1)) == [4, 11, 25, 28]
+        reconstruction = vaes.decode(mu)
+    assert reconstruction.shape == (3, 10, 28, 28)
+    assert reconstruction.min() >= 0 and reconstruction.max() <= 1
+    assert all(layer.groups == 10 for layer in vaes.modules() if isinstance(layer, nn.Conv2d | nn.ConvTranspose2d))
+    count = sum(p.numel() for p in vaes.parameters())
+    assert count == 10 * sum(p.numel() for p in reference_vae().parameters())
+
+
+def test_the_ten_vaes_are_independent():
+    vaes = ClassConditionalVAEs().eval()
+    x = torch.rand(2, 10, 28, 28)
+    changed = x.clone()
+    changed[:, 3] = torch.rand(2, 28, 28)
+    with torch.no_grad():
+        before, after = vaes(x), vaes(changed)
+    others = [c for c in range(10) if c != 3]
+    assert torch.equal(before[:, others], after[:, others])
+    assert not torch.allclose(before[:, 3], after[:, 3])
+
+
+def test_latent_bank_keeps_the_smallest_norms_and_is_seeded():
+    bank = latent_bank(80, 100, 8, seed=3)
+    draws = torch.randn(100, 8, generator=torch.Generator().manual_seed(3))
+    norms = draws.norm(dim=1)
+    assert bank.shape == (80, 8)
+    kept = torch.isin(norms, bank.norm(dim=1))
+    assert int(kept.sum()) == 80
+    assert norms[kept].max() <= norms[~kept].min()
+    assert torch.all(bank.norm(dim=1).diff() >= 0)
+    assert torch.equal(bank, latent_bank(80, 100, 8, seed=3))
+    assert not torch.equal(bank, latent_bank(80, 100, 8, seed=4))
+
+
+def test_projection_caps_the_norm_and_keeps_direction_and_sign():
+    z = torch.tensor([[3.0, -4.0, 12.0], [-1.0, 0.5, -2.0], [0.0, 0.0, 0.0], [-6.0, -8.0, 0.0]])
+    projected = project_to_ball(z, 5.0)
+    assert projected.norm(dim=1).tolist() == pytest.approx([5.0, math.sqrt(5.25), 0.0, 5.0])
+    assert torch.equal(projected[1], z[1]) and torch.equal(projected[2], z[2])
+    assert torch.equal(torch.sign(projected), torch.sign(z))
+    big = z.norm(dim=1) > 5
+    cosine = torch.nn.functional.cosine_similarity(projected[big], z[big], dim=1)
+    assert torch.allclose(cosine, torch.ones_like(cosine))
+
+
+def count_decoder_calls(defense: AnalysisBySynthesis) -> list[torch.Tensor]:
+    """The inputs of every later decoder call (a forward hook)."""
+    inputs: list[torch.Tensor] = []
+    defense.vaes.decoder.register_forward_hook(lambda module, args, output: inputs.append(args[0].detach().clone()))
+    return inputs
+
+
+def test_inference_is_batched_over_inputs_and_classes_and_the_bank_is_cached():
+    defense = make_abs()
+    calls = count_decoder_calls(defense)
+    defense.predict(images(1))
+    bank_calls = math.ceil(TINY.bank_size / TINY.chunk_size)
+    assert len(calls) == bank_calls + TINY.steps + 1  # the bank is decoded once, on first use
+    for n in (1, TINY.chunk_size):
+        calls.clear()
+        defense.predict(images(n))
+        assert [tuple(z.shape) for z in calls] == [(n, 80, 1, 1)] * (TINY.steps + 1)  # all inputs x classes per step
+    calls.clear()
+    defense.predict(images(2 * TINY.chunk_size))
+    assert len(calls) == 2 * (TINY.steps + 1)
+    with torch.no_grad():
+        next(defense.vaes.decoder.parameters()).mul_(1.01)  # new weights: the bank is decoded again
+    calls.clear()
+    defense.predict(images(1))
+    assert len(calls) == bank_calls + TINY.steps + 1
+
+
+@pytest.mark.parametrize("inference_lr", [0.05, 20.0])
+def test_optimised_loss_is_at_most_the_best_bank_entry(inference_lr):
+    """At lr 0.05 the steps improve on the bank start; at lr 20 Adam overshoots and the best iterate is kept."""
+    defense = make_abs(ABSConfig(bank_size=20, bank_draws=24, steps=5, chunk_size=4, inference_lr=inference_lr))
+    x = images(6)
+    found = defense.deployed_model().search(x)
+    latents = latent_bank(20, 24, 8, seed=0)
+    with torch.no_grad():
+        decoded = defense.vaes.decode(latents.unsqueeze(1).expand(-1, 10, -1)).flatten(2)  # (K, C, 784)
+        bank = abs_loss(x.flatten(1)[:, None, None], decoded, latents[:, None], 1.0)  # (N, K, C)
+        again = abs_loss(x.flatten(1)[:, None], defense.vaes.decode(found.z).flatten(2), found.z, 1.0)
+    best_bank = bank.min(dim=1).values
+    assert torch.all(found.loss <= best_bank + 1e-6)
+    if inference_lr == 0.05:
+        assert float((found.loss < best_bank - 1e-5).float().mean()) > 0.9  # the Adam steps do improve on it
+    assert torch.allclose(found.loss, again, atol=1e-6)
+    assert torch.allclose(defense.predict(x), -LOGIT_SCALE * found.loss, atol=1e-4)
+
+
+def test_every_iterate_of_the_search_stays_in_the_ball():
+    config = ABSConfig(bank_size=20, bank_draws=24, steps=5, chunk_size=4, radius=0.5, beta=0.0, inference_lr=0.5)
+    defense = make_abs(config)
+    assert latent_bank(20, 24, 8, seed=0).norm(dim=1).min() > 0.5  # every bank start is outside the ball
+    model = defense.deployed_model()
+    model.search(images(1))  # decodes the bank
+    calls = count_decoder_calls(defense)
+    found = model.search(images(4))
+    iterates = torch.stack([z.view(4, 10, 8) for z in calls])
+    assert len(calls) == 6 and torch.all(iterates.norm(dim=-1) <= 0.5 + 1e-5)
+    assert torch.all(found.z.norm(dim=-1) <= 0.5 + 1e-5)
+
+
+def test_inference_is_per_image_in_eval_mode_and_deterministic():
+    defense = make_abs()
+    x = images(6)
+    logits = defense.predict(x)
+    assert torch.allclose(defense.predict(x[2:3]), logits[2:3], atol=1e-5)  # no batch statistics, no coupling
+    whole = AnalysisBySynthesis(ABSConfig(bank_size=20, bank_draws=24, steps=3, chunk_size=100))
+    whole.load_state_dict(defense.state_dict())
+    assert torch.allclose(whole.predict(x), logits, atol=1e-5)  # chunking changes nothing
+    assert torch.equal(defense.predict(x), logits)
+    assert not defense.randomized
+    model = defense.attack_model()
+    model.train()
+    assert not model.training and not defense.vaes.training
+    defense.vaes.train()
+    with pytest.raises(RuntimeError, match="eval mode"):
+        model(x)
+
+
+def test_envelope_gradient_matches_closed_form_and_finite_differences():
+    defense = make_abs()
+    model = defense.differentiable_model()
+    x = images(3).requires_grad_(True)
+    logits = model(x)
+    assert torch.allclose(logits.detach(), defense.predict(x.detach()))
+    found = model.search(x)
+    for c in (0, 7):
+        (grad,) = torch.autograd.grad(logits[:, c].sum(), x, retain_graph=True)
+        closed = -LOGIT_SCALE * 2 * (x.detach().flatten(1) - found.reconstruction[:, c]) / PIXELS
+        assert torch.allclose(grad.flatten(1), closed, rtol=1e-5, atol=1e-7)
+        z64, rec64 = found.z.double(), found.reconstruction.double()
+        for pixel in (0, 300, 407, 783):
+            step = torch.zeros(3, 784, dtype=torch.float64)
+            step[:, pixel] = 1e-3
+            base = x.detach().double().flatten(1)
+            plus = model.logits_at(base + step, z64, rec64)[:, c]
+            minus = model.logits_at(base - step, z64, rec64)[:, c]
+            finite = (plus - minus) / 2e-3
+            assert torch.allclose(grad.flatten(1)[:, pixel].double(), finite, rtol=1e-4, atol=1e-6)
+    assert all(p.grad is None for p in defense.vaes.parameters())  # z* and dec(z*) are held fixed
+
+
+def test_binary_abs_binarises_uses_bpda_and_scales_the_classes():
+    plain, binary = make_abs(), make_abs(cls=BinaryAnalysisBySynthesis)
+    binary.load_state_dict(plain.state_dict())
+    x = images(3)
+    scales = torch.tensor(BINARY_CLASS_SCALES)
+    logits = binary.predict(x)
+    assert torch.allclose(logits, binary.predict(binarize(x)))
+    assert torch.allclose(logits, plain.predict(binarize(x)) * scales, atol=1e-5)
+    assert not torch.allclose(logits, plain.predict(binarize(x)), atol=1e-3)
+    deployed = binary.deployed_model()(x.clone().requires_grad_(True))
+    assert not deployed.requires_grad  # the deployed binarisation has no gradient
+    model = binary.differentiable_model()
+    xg = x.clone().requires_grad_(True)
+    out = model(xg)
+    assert torch.allclose(out.detach(), logits)
+    (grad,) = torch.autograd.grad(out[:, 3].sum(), xg)
+    found = model.search(binarize(x))
+    closed = -LOGIT_SCALE * scales[3] * 2 * (binarize(x).flatten(1) - found.reconstruction[:, 3]) / PIXELS
+    assert torch.allclose(grad.flatten(1), closed, rtol=1e-5, atol=1e-7)
+
+
+def test_class_order_draws_each_class_from_its_own_images():
+    split = digits(per_class=3)
+    order = _class_order(split.y, 10, 7, torch.Generator().manual_seed(0))
+    assert order.shape == (10, 7)
+    assert torch.equal(split.y[order], torch.arange(10).unsqueeze(1).expand(10, 7))
+    for c in range(10):
+        assert set(order[c, :3].tolist()) == set((split.y == c).nonzero().squeeze(1).tolist())  # a full first pass
+
+
+def test_light_augmentation_keeps_shape_range_and_untouched_images():
+    x = digits(per_class=2).x.view(2, 10, 28, 28)
+    assert torch.equal(light_augmentation(x, torch.Generator().manual_seed(0), probability=0.0), x)
+    moved = light_augmentation(x, torch.Generator().manual_seed(0), probability=1.0)
+    assert moved.shape == x.shape and moved.min() >= 0 and moved.max() <= 1
+    assert not torch.allclose(moved, x, atol=1e-3)
+
+
+def test_training_lowers_the_loss_and_changes_the_deployed_model():
+    data = digits()
+    config = ABSConfig(epochs=3, batch_size=40, lr=3e-3, bank_size=20, bank_draws=24, steps=2, chunk_size=10)
+    defense = make_abs(config)
+    before = defense.predict(data.x[:2])
+    val_loss_before, _ = validate(defense.vaes, data, 1.0)
+    defense.fit(data, data, TinyContext())
+    history = defense.history
+    assert len(history.train_loss) == len(history.val_loss) == len(history.val_accuracy) == 3
+    assert history.train_loss[-1] < 0.7 * history.train_loss[0]
+    assert history.val_loss[-1] < 0.95 * val_loss_before
+    assert not defense.vaes.training
+    assert not torch.allclose(defense.predict(data.x[:2]), before)
+
+
+def test_training_needs_every_class():
+    data = digits()
+    keep = data.y != 4
+    with pytest.raises(ValueError, match="class"):
+        make_abs(ABSConfig(epochs=1, batch_size=40)).fit(Split(data.x[keep], data.y[keep]), data, TinyContext())
+
+
+def test_registration_profiles_and_checkpoint_round_trip():
+    smoke = DEFENSES.build("abs", "smoke")
+    assert isinstance(smoke, AnalysisBySynthesis) and not isinstance(smoke, BinaryAnalysisBySynthesis)
+    assert (smoke.config.bank_size, smoke.config.bank_draws, smoke.config.steps) == (500, 555, 5)
+    paper = DEFENSES.build("binary-abs", "paper")
+    assert isinstance(paper, BinaryAnalysisBySynthesis)
+    assert (paper.config.bank_size, paper.config.bank_draws, paper.config.steps) == (8000, 8888, 50)
+    cfg = paper.config
+    assert (cfg.inference_lr, cfg.radius, cfg.beta) == (0.05, 5.0, 1.0)
+    assert (cfg.lr, cfg.batch_size, cfg.epochs) == (3e-3, 128, 10)
+    assert AnalysisBySynthesis.description and BinaryAnalysisBySynthesis.description
+    with pytest.raises(ValueError):
+        ABSConfig(bank_size=10, bank_draws=5)
+    defense = make_abs()
+    assert set(defense.modules()) == {"vaes"}
+    torch.manual_seed(5)
+    restored = AnalysisBySynthesis(TINY)
+    restored.load_state_dict(defense.state_dict())
+    x = images(2)
+    assert torch.equal(restored.predict(x), defense.predict(x))
