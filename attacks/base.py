@@ -84,6 +84,9 @@ class Attack(Plugin, ABC):
     #: False for attacks bounded by a parameter range instead of epsilon (e.g. GNA, GTA): the runner
     #: evaluates them once per defense and shows ``budget()`` instead of an epsilon.
     uses_epsilon: ClassVar[bool] = True
+    #: A transfer attack names the defense it attacks instead of its target (e.g. "cnn"); the runner
+    #: trains that surrogate independently (another seed) and passes its model to the attack.
+    surrogate: ClassVar[str | None] = None
 
     def budget(self) -> str:
         """Human-readable budget for tables: the parameter range of attacks that ignore epsilon."""

@@ -14,6 +14,7 @@ LIBRARIES = (
     "torchvision",
     "adversarial-robustness-toolbox",
     "foolbox",
+    "torchattacks",
     "numpy",
     "scikit-learn",
     "pandas",

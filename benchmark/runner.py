@@ -11,7 +11,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,10 +32,13 @@ from benchmark.leaderboard import records_to_frame, write_leaderboard
 from benchmark.metrics import cell_metrics, robust_predictions
 from benchmark.provenance import describe_device, library_versions
 from benchmark.store import ResultStore
-from defenses.base import DEFENSES, Defense
+from defenses.base import DEFENSES, Defense, Split
 
 T = TypeVar("T")
 CACHE_DIR_ENV = "BENCH_CACHE_DIR"
+#: Surrogates of transfer attacks are trained with the run's seed plus this offset: another data
+#: split, initialisation and order, i.e. independently of every defense they are evaluated on.
+SURROGATE_SEED_OFFSET = 1000
 
 
 def resolve_device(name: str) -> torch.device:
@@ -245,19 +248,29 @@ class MatrixRunner:
         self.store = ResultStore(Path(config.out_dir))
         self.failures: list[CellFailure] = []
         self.computed = 0
-        self._data: DataSlices | None = None
+        self._mnist: tuple[Split, Split] | None = None
+        self._slices: dict[int, DataSlices] = {}
+        cache = CheckpointCache(self.cache_dir)
+        self.trainer = DefenseTrainer(config, self.data, cache, self.device, self.reporter)
+        surrogate_seed = config.seed + SURROGATE_SEED_OFFSET
+        self.surrogate_trainer = DefenseTrainer(
+            replace(config, seed=surrogate_seed), lambda: self.data(surrogate_seed), cache, self.device, self.reporter
+        )
 
-    def data(self) -> DataSlices:
-        """MNIST slices, loaded on first use (a run whose cells are all stored never loads them)."""
-        if self._data is None:
-            cfg, profile = self.config, self.config.profile
-            full_train, test = load_mnist(resolve_data_dir(cfg.data_dir), download=cfg.download)
-            self._data = make_slices(full_train, test, profile.n_train, profile.n_val, profile.n_test, cfg.seed)
-        return self._data
+    def data(self, seed: int | None = None) -> DataSlices:
+        """MNIST slices for a seed (the run's by default), loaded on first use: a run whose cells
+        are all stored never loads them."""
+        cfg, profile = self.config, self.config.profile
+        seed = cfg.seed if seed is None else seed
+        if self._mnist is None:
+            self._mnist = load_mnist(resolve_data_dir(cfg.data_dir), download=cfg.download)
+        if seed not in self._slices:
+            full_train, test = self._mnist
+            self._slices[seed] = make_slices(full_train, test, profile.n_train, profile.n_val, profile.n_test, seed)
+        return self._slices[seed]
 
     def run(self) -> pd.DataFrame:
-        cfg, profile = self.config, self.config.profile
-        trainer = DefenseTrainer(cfg, self.data, CheckpointCache(self.cache_dir), self.device, self.reporter)
+        cfg, profile, trainer = self.config, self.config.profile, self.trainer
         for defense_spec, _ in self.defenses:
             defense_key = trainer.key(defense_spec)
             pending = [
@@ -296,18 +309,25 @@ class MatrixRunner:
 
     def cell_key(self, defense_key: str, attack_spec: Spec, attack: Attack, eps: float | None) -> str:
         cfg = self.config
-        return config_hash(
-            {
-                "defense_key": defense_key,
-                "attack": attack_spec.name,
-                "attack_options": attack.options(),
-                "eps": eps,
-                "n_test": cfg.profile.n_test,
-                "seed": cfg.seed,
-                "eot_samples": cfg.effective_eot_samples,
-                "prediction_repeats": self.repeats,
-            }
-        )
+        payload = {
+            "defense_key": defense_key,
+            "attack": attack_spec.name,
+            "attack_options": attack.options(),
+            "eps": eps,
+            "n_test": cfg.profile.n_test,
+            "seed": cfg.seed,
+            "eot_samples": cfg.effective_eot_samples,
+            "prediction_repeats": self.repeats,
+        }
+        if attack.surrogate is not None:
+            payload["surrogate"] = self.surrogate_trainer.key(Spec(attack.surrogate))
+        return config_hash(payload)
+
+    def attacked_model(self, defense: Defense, attack: Attack) -> torch.nn.Module:
+        """What the attack differentiates or queries: the defense's pipeline, or a transfer attack's surrogate."""
+        if attack.surrogate is not None:
+            return self.surrogate_trainer.trained(Spec(attack.surrogate)).defense.attack_model()
+        return defense.attack_model(self.config.effective_eot_samples)
 
     def _base_record(
         self, defense_spec: Spec, trained: TrainedDefense, attack_spec: Spec, attack: Attack, eps: float | None
@@ -361,7 +381,7 @@ class MatrixRunner:
             return
         clean_correct = clean == y
         attacked = clean_correct.nonzero().squeeze(1)
-        model = defense.attack_model(self.config.effective_eot_samples)
+        model = self.attacked_model(defense, attack)
         # Minimisation attacks produce a whole curve from one run; fixed-budget ones run per epsilon.
         groups = [epsilons] if attack.minimization else [[eps] for eps in epsilons]
         for group in groups:
@@ -387,14 +407,18 @@ class MatrixRunner:
                 record = self._base_record(defense_spec, trained, attack_spec, attack, eps)
                 record.update(cell_metrics(y, clean_correct, predictions, x, x_adv))
                 record.update(defense.evaluation_metrics(x[attacked], x_adv[attacked]))
-                record.update(
-                    status="ok", attack_seconds=seconds, note="one run for the whole ε-curve" if len(group) > 1 else ""
-                )
+                record.update(status="ok", attack_seconds=seconds, note=self._note(attack, len(group)))
                 self._write(record)
                 self.reporter.log(
                     f"{label} {record['budget']}: robust accuracy {record['robust_accuracy']:.3f} "
                     f"(clean {record['clean_accuracy']:.3f}) in {seconds:.1f} s"
                 )
+
+    def _note(self, attack: Attack, curve_length: int) -> str:
+        notes = ["one run for the whole ε-curve"] if curve_length > 1 else []
+        if attack.surrogate is not None:
+            notes.append(f"transfer from surrogate {attack.surrogate} (seed {self.surrogate_trainer.config.seed})")
+        return "; ".join(notes)
 
     def _attack_batches(
         self,

@@ -91,7 +91,7 @@ class TrainingAttacks:
 class AdversarialVAE(VAEPurifier):
     description = "Paper-000 VAE adversarially trained (reconstruct clean from FGSM/PGD/GNA/GTA/RANDOM inputs)"
     Config = AdversarialVAEConfig
-    profile_overrides = {"smoke": {"epochs": 4}}
+    profile_overrides = {"smoke": {"epochs": 4}, "quick": {"epochs": 5}}
 
     def training_inputs(self, ctx: FitContext) -> Callable[[Tensor, Tensor], Tensor]:
         cfg: AdversarialVAEConfig = self.config

@@ -164,3 +164,30 @@ def test_randomized_vae_is_evaluated_with_eot_and_repeated_predictions(bench, tm
     assert sampled.loc[0.0, "robust_accuracy"] <= sampled.loc[0.0, "clean_accuracy"]
     assert sampled.loc[0.2, "robust_accuracy"] < sampled.loc[0.0, "robust_accuracy"]
     assert sampled["config_hash"].iloc[0] != mean["config_hash"].iloc[0]
+
+
+def test_parameter_range_attacks_skips_and_reconstruction_loss(bench, tmp_path):
+    out = tmp_path / "out"
+    code, _, _ = bench("run", "--defenses", "cnn,vae", "--attacks", "gna,vaea", "--eps", "0.1", "--out", str(out))
+    assert code == 0
+    frame = leaderboard(out).set_index(["defense", "attack"])
+    skipped = frame.loc[("cnn", "vaea")]
+    assert skipped["status"] == "skipped" and "needs vae" in skipped["note"] and pd.isna(skipped["robust_accuracy"])
+    gna = frame.loc[("vae", "gna")]
+    assert pd.isna(gna["eps"]) and "σ" in gna["budget"] and gna["status"] == "ok"
+    assert gna["reconstruction_loss"] > 0 and pd.isna(frame.loc[("cnn", "gna"), "reconstruction_loss"])
+    assert frame.loc[("vae", "vaea"), "robust_accuracy"] <= frame.loc[("vae", "vaea"), "clean_accuracy"]
+    markdown = (out / "leaderboard.md").read_text()
+    assert "gna (μ∈" in markdown and "skipped" in markdown
+
+
+def test_transfer_attack_uses_an_independent_surrogate(bench, tmp_path):
+    out = tmp_path / "out"
+    code, _, stderr = bench("run", "--defenses", "cnn", "--attacks", "pgd,transfer", "--eps", "0.2", "--out", str(out))
+    assert code == 0
+    assert "cnn: training" in stderr  # the surrogate (seed 1000) is trained in addition to the target
+    frame = leaderboard(out).set_index("attack")
+    assert "surrogate cnn (seed 1000)" in frame.loc["transfer", "note"]
+    white_box, transfer = frame.loc["pgd"], frame.loc["transfer"]
+    assert transfer["robust_accuracy"] >= white_box["robust_accuracy"]  # black-box does not beat white-box
+    assert transfer["robust_accuracy"] < transfer["clean_accuracy"]  # but it transfers

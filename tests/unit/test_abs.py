@@ -6,7 +6,6 @@ and with only a few inner steps z* is not converged, so re-optimising z* would a
 """
 
 import math
-from dataclasses import dataclass, field
 
 import pytest
 import torch
@@ -29,26 +28,9 @@ from defenses.abs import (
     validate,
 )
 from defenses.base import DEFENSES, Split
+from tests.synthetic import TinyContext
 
 TINY = ABSConfig(bank_size=20, bank_draws=24, steps=3, chunk_size=4)
-
-
-@dataclass
-class TinyContext:
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    seed: int = 0
-
-    def generator(self) -> torch.Generator:
-        return torch.Generator().manual_seed(self.seed)
-
-    def dependency(self, name: str) -> None:
-        raise AssertionError("ABS has no dependencies")
-
-    def progress(self, iterable, *, desc, total=None):
-        return iterable
-
-    def log(self, message: str) -> None:
-        pass
 
 
 def make_abs(config: ABSConfig = TINY, cls: type[AnalysisBySynthesis] = AnalysisBySynthesis) -> AnalysisBySynthesis:

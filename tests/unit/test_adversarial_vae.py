@@ -7,7 +7,7 @@ from attacks.random_mix import ATTACK_TYPES
 from defenses.adversarial_vae import AdversarialVAEConfig, TrainingAttacks, reconstruction_objective
 from defenses.base import DEFENSES
 from defenses.networks import FcVAE
-from tests.unit.test_defenses import TinyContext, blobs
+from tests.synthetic import TinyContext, blobs
 
 
 @pytest.fixture(scope="module")

@@ -1,46 +1,14 @@
 """Networks, losses, training loops and the defense contract on tiny synthetic data."""
 
-from dataclasses import dataclass, field
-
 import pytest
 import torch
 from torch import nn
 
 from attacks.adaptive import ExpectationOverTransformation
-from defenses.base import DEFENSES, Split
+from defenses.base import DEFENSES
 from defenses.networks import CnnVAE, FcVAE, MadryCNN, vae_loss
 from defenses.training import train_classifier, train_vae
-
-
-@dataclass
-class TinyContext:
-    """A FitContext for tests; the dependency returns a given trained defense."""
-
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    seed: int = 0
-    provided: object = None
-
-    def generator(self):
-        return torch.Generator().manual_seed(self.seed)
-
-    def dependency(self, name):
-        return self.provided
-
-    def progress(self, iterable, *, desc, total=None):
-        return iterable
-
-    def log(self, message):
-        pass
-
-
-def blobs(n: int = 256) -> Split:
-    """Two easy classes of 28x28 images: a bright top half or a bright bottom half, plus noise."""
-    generator = torch.Generator().manual_seed(0)
-    y = torch.arange(n) % 2
-    x = torch.rand(n, 1, 28, 28, generator=generator) * 0.3
-    x[y == 0, :, :14] += 0.6
-    x[y == 1, :, 14:] += 0.6
-    return Split(x.clamp(0, 1), y)
+from tests.synthetic import TinyContext, blobs
 
 
 def test_network_shapes():

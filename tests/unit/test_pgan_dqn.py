@@ -1,7 +1,6 @@
 """Paper 001's Parallel-GAN DQN defense: networks, DQN pieces, reward, training step and a tiny fit."""
 
 import copy
-from dataclasses import dataclass, field
 
 import pytest
 import torch
@@ -25,36 +24,7 @@ from defenses.pgan_dqn import (
     make_optimizer,
     sample_noise,
 )
-
-
-@dataclass
-class TinyContext:
-    """A FitContext for tests."""
-
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    seed: int = 0
-
-    def generator(self) -> torch.Generator:
-        return torch.Generator().manual_seed(self.seed)
-
-    def dependency(self, name: str):
-        raise AssertionError("pgan-dqn has no dependencies")
-
-    def progress(self, iterable, *, desc, total=None):
-        return iterable
-
-    def log(self, message: str) -> None:
-        pass
-
-
-def blobs(n: int = 256) -> Split:
-    """Two easy classes: a bright top half or a bright bottom half, plus noise."""
-    generator = torch.Generator().manual_seed(0)
-    y = torch.arange(n) % 2
-    x = torch.rand(n, 1, 28, 28, generator=generator) * 0.3
-    x[y == 0, :, :14] += 0.6
-    x[y == 1, :, 14:] += 0.6
-    return Split(x.clamp(0, 1), y)
+from tests.synthetic import TinyContext, blobs
 
 
 def selector_for(**options) -> GeneratorSelector:
