@@ -20,8 +20,6 @@ AutoAttack's gradient members are EOT attacks too.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from attacks.base import Attack, register_attack
-from attacks.errors import BenchError
-from attacks.library_backends import derived_seed, number_of_classes, seeded_global_rngs
+from attacks.library_backends import number_of_classes, run_torchattacks
 
 #: APGD's step-size checkpoint threshold (Croce & Hein 2020, §3.2); AutoAttack fixes it.
 APGD_RHO = 0.75
@@ -40,62 +37,6 @@ AUTOATTACK_TARGET_CLASSES = 9
 SQUARE_P_INIT = 0.8
 #: FAB's step constants (Croce & Hein 2020b; AutoAttack's FABAttack defaults).
 FAB_ALPHA_MAX, FAB_ETA, FAB_BETA = 0.1, 1.05, 0.9
-
-
-class DeployedModeModel(nn.Module):
-    """The attacked model with its train/eval modes locked as deployed.
-
-    torchattacks calls ``model.eval()`` before every attack (and ``model.train()`` after it when the
-    model was training), and ART's ``predict`` calls ``model.train(False)``.  Either would change the
-    modes of submodules a defense keeps on purpose, and the library would attack another model than
-    the deployed one.  This wrapper ignores ``train``/``eval``, so the libraries see the model as is.
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-        self.training = False
-
-    def train(self, mode: bool = True) -> DeployedModeModel:
-        return self
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.model(x)
-
-
-@contextlib.contextmanager
-def deployed_model(model: nn.Module) -> Iterator[DeployedModeModel]:
-    """``model`` for a library attack: modes locked, parameter gradients off (both as before afterwards).
-
-    FAB back-propagates with ``Tensor.backward``, which would accumulate weight gradients into any
-    parameter that requires them; the runner already freezes them, this covers direct callers.
-    """
-    flags = [(parameter, parameter.requires_grad) for parameter in model.parameters()]
-    model.requires_grad_(False)
-    try:
-        yield DeployedModeModel(model)
-    finally:
-        for parameter, flag in flags:
-            parameter.requires_grad_(flag)
-
-
-def run_torchattacks(
-    build: Callable[[nn.Module, int], Any], model: nn.Module, x: Tensor, y: Tensor, generator: torch.Generator
-) -> Tensor:
-    """Build a torchattacks attack with ``build(model, seed)`` and run it on ``(x, y)``.
-
-    torchattacks reseeds torch's global RNGs with the attack's seed (``torch.manual_seed``) and draws
-    its random starts, squares and restarts from them; the seed comes from the cell's generator and
-    the global RNG states are restored afterwards.
-    """
-    if x.ndim != 4:
-        raise BenchError(f"torchattacks attacks need (N, C, H, W) images; got shape {tuple(x.shape)}")
-    seed = derived_seed(generator)
-    with deployed_model(model) as locked, seeded_global_rngs(seed, x.device):
-        attack = build(locked, seed)
-        attack.set_device(x.device)
-        x_adv = attack(x.detach(), y.detach())
-    return x_adv.detach()
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,14 @@ import torch
 from torch import Tensor, nn
 
 from attacks.art_backend import ART_BATCH_SIZE, art_classifier
-from attacks.autoattack import DeployedModeModel, deployed_model, run_torchattacks
 from attacks.base import Attack, project_linf, register_attack
-from attacks.library_backends import derived_seed, seeded_global_rngs
+from attacks.library_backends import (
+    DeployedModeModel,
+    deployed_model,
+    derived_seed,
+    run_torchattacks,
+    seeded_global_rngs,
+)
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from attacks.errors import BenchError
 
 
 def derived_seed(generator: torch.Generator) -> int:
@@ -32,3 +35,66 @@ def seeded_global_rngs(seed: int, device: torch.device) -> Iterator[None]:
 def number_of_classes(model: nn.Module, x: Tensor) -> int:
     with torch.no_grad():
         return int(model(x[:1]).shape[-1])
+
+
+@contextlib.contextmanager
+def frozen_parameters(model: nn.Module) -> Iterator[None]:
+    """Attacks need input gradients only: switch weight gradients off, then restore the flags."""
+    flags = [(parameter, parameter.requires_grad) for parameter in model.parameters()]
+    model.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for parameter, flag in flags:
+            parameter.requires_grad_(flag)
+
+
+class DeployedModeModel(nn.Module):
+    """The attacked model with its train/eval modes locked as deployed.
+
+    torchattacks calls ``model.eval()`` before every attack (and ``model.train()`` after it when the
+    model was training), and ART's ``predict`` calls ``model.train(False)``.  Either would change the
+    modes of submodules a defense keeps on purpose, and the library would attack another model than
+    the deployed one.  This wrapper ignores ``train``/``eval``, so the libraries see the model as is.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.training = False
+
+    def train(self, mode: bool = True) -> DeployedModeModel:
+        return self
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)
+
+
+@contextlib.contextmanager
+def deployed_model(model: nn.Module) -> Iterator[DeployedModeModel]:
+    """``model`` for a library attack: modes locked, parameter gradients off (both as before afterwards).
+
+    FAB back-propagates with ``Tensor.backward``, which would accumulate weight gradients into any
+    parameter that requires them; the runner already freezes them, this covers direct callers.
+    """
+    with frozen_parameters(model):
+        yield DeployedModeModel(model)
+
+
+def run_torchattacks(
+    build: Callable[[nn.Module, int], Any], model: nn.Module, x: Tensor, y: Tensor, generator: torch.Generator
+) -> Tensor:
+    """Build a torchattacks attack with ``build(model, seed)`` and run it on ``(x, y)``.
+
+    torchattacks reseeds torch's global RNGs with the attack's seed (``torch.manual_seed``) and draws
+    its random starts, squares and restarts from them; the seed comes from the cell's generator and
+    the global RNG states are restored afterwards.
+    """
+    if x.ndim != 4:
+        raise BenchError(f"torchattacks attacks need (N, C, H, W) images; got shape {tuple(x.shape)}")
+    seed = derived_seed(generator)
+    with deployed_model(model) as locked, seeded_global_rngs(seed, x.device):
+        attack = build(locked, seed)
+        attack.set_device(x.device)
+        x_adv = attack(x.detach(), y.detach())
+    return x_adv.detach()

@@ -7,6 +7,7 @@ failed their threat-model check exits 1; Ctrl-C exits 130 and keeps every finish
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -184,20 +185,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
     config = _run_config(args)
     command = f"bench report {args.name} --profile {args.profile} --seed {args.seed}"
     try:
-        path = REPORTS[args.name](config, command)
+        path = importlib.import_module(REPORTS[args.name]).report(config, command)
     except KeyboardInterrupt:
         return _interrupted(args.out)
     print(f"wrote {path}")
     return 0
 
 
-def _report_paper000(config, command: str) -> Path:
-    from benchmark.reports.paper000 import report
-
-    return report(config, command)
-
-
-REPORTS = {"leaderboard": None, "paper000": _report_paper000}
+#: Report name -> the module whose ``report(config, command)`` runs its matrix and writes its page.
+REPORTS = {"leaderboard": None, "paper000": "benchmark.reports.paper000", "paper001": "benchmark.reports.paper001"}
 
 
 def _read_csv(path: Path, what: str):

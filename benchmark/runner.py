@@ -6,11 +6,10 @@ takes a ``RunConfig`` and returns the leaderboard of everything in the results s
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +23,7 @@ from tqdm.auto import tqdm
 
 from attacks.base import ATTACKS, Attack
 from attacks.errors import BenchError
+from attacks.library_backends import frozen_parameters
 from attacks.registry import Spec
 from benchmark.checkpoints import CheckpointCache, CorruptCheckpoint
 from benchmark.config import RunConfig, config_hash
@@ -216,18 +216,6 @@ class CellFailure:
     message: str
 
 
-@contextlib.contextmanager
-def frozen_parameters(model: torch.nn.Module) -> Iterator[None]:
-    """Attacks need input gradients only: skip the weight gradients, then restore the flags."""
-    flags = [(parameter, parameter.requires_grad) for parameter in model.parameters()]
-    model.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for parameter, flag in flags:
-            parameter.requires_grad_(flag)
-
-
 def _repeated_predictions(defense: Defense, x: Tensor, y: Tensor, repeats: int, batch_size: int) -> Tensor:
     repeats = repeats if defense.randomized else 1
     predictions = torch.stack([defense.predict(x, batch_size).argmax(dim=1) for _ in range(repeats)])
@@ -271,8 +259,8 @@ class MatrixRunner:
 
     def run(self) -> pd.DataFrame:
         cfg, profile, trainer = self.config, self.config.profile, self.trainer
-        for defense_spec, _ in self.defenses:
-            defense_key = trainer.key(defense_spec)
+        for defense_spec, defense in self.defenses:
+            defense_key, n_test = trainer.key(defense_spec), self.n_test(defense)
             pending = [
                 (
                     attack_spec,
@@ -280,7 +268,7 @@ class MatrixRunner:
                     [
                         eps
                         for eps in self.epsilons_of(attack)
-                        if not self.store.has(self.cell_key(defense_key, attack_spec, attack, eps))
+                        if not self.store.has(self.cell_key(defense_key, attack_spec, attack, eps, n_test))
                     ],
                 )
                 for attack_spec, attack in self.attacks
@@ -289,7 +277,8 @@ class MatrixRunner:
             if not pending:
                 continue
             trained = trainer.trained(defense_spec)
-            test_x, test_y = self.data().test.x.to(self.device), self.data().test.y.to(self.device)
+            n = self.n_test(trained.defense)
+            test_x, test_y = self.data().test.x[:n].to(self.device), self.data().test.y[:n].to(self.device)
             clean = _repeated_predictions(trained.defense, test_x, test_y, self.repeats, profile.batch_size)
             for attack_spec, attack, epsilons in pending:
                 self._evaluate(defense_spec, trained, attack_spec, attack, epsilons, test_x, test_y, clean)
@@ -303,18 +292,23 @@ class MatrixRunner:
     def repeats(self) -> int:
         return self.config.effective_prediction_repeats
 
+    def n_test(self, defense: Defense) -> int:
+        """Test points for a defense: the profile's, capped by the defense's own budget if it has one."""
+        profile = self.config.profile
+        return min(profile.n_test, defense.test_points.get(profile.name, profile.n_test))
+
     def epsilons_of(self, attack: Attack) -> list[float | None]:
         """The run's epsilons; a single ``None`` for attacks bounded by a parameter range instead."""
         return list(self.config.epsilons) if attack.uses_epsilon else [None]
 
-    def cell_key(self, defense_key: str, attack_spec: Spec, attack: Attack, eps: float | None) -> str:
+    def cell_key(self, defense_key: str, attack_spec: Spec, attack: Attack, eps: float | None, n_test: int) -> str:
         cfg = self.config
         payload = {
             "defense_key": defense_key,
             "attack": attack_spec.name,
             "attack_options": attack.options(),
             "eps": eps,
-            "n_test": cfg.profile.n_test,
+            "n_test": n_test,
             "seed": cfg.seed,
             "eot_samples": cfg.effective_eot_samples,
             "prediction_repeats": self.repeats,
@@ -334,7 +328,7 @@ class MatrixRunner:
     ) -> dict[str, Any]:
         cfg, defense = self.config, trained.defense
         return {
-            "cell_key": self.cell_key(trained.key, attack_spec, attack, eps),
+            "cell_key": self.cell_key(trained.key, attack_spec, attack, eps, self.n_test(defense)),
             "defense": defense_spec.label,
             "attack": attack_spec.label,
             "backend": attack.backend,
@@ -385,7 +379,7 @@ class MatrixRunner:
         # Minimisation attacks produce a whole curve from one run; fixed-budget ones run per epsilon.
         groups = [epsilons] if attack.minimization else [[eps] for eps in epsilons]
         for group in groups:
-            key = self.cell_key(trained.key, attack_spec, attack, group[0])
+            key = self.cell_key(trained.key, attack_spec, attack, group[0], len(y))
             seed = int(key[:8], 16)
             generator = torch.Generator(device=self.device).manual_seed(seed)
             adversarial = [x.clone() for _ in group]

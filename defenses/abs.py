@@ -408,6 +408,8 @@ class AnalysisBySynthesis(Defense):
         "smoke": {"epochs": 2, "bank_size": 500, "bank_draws": 555, "steps": 5},
         "quick": {"epochs": 3, "bank_size": 2000, "bank_draws": 2222, "steps": 10},
     }
+    #: About 1,000 decoder passes per image and inference: the test slice is capped below the paper profile.
+    test_points = {"smoke": 20, "quick": 200}
     #: Binarise the input at 0.5 first (BPDA in ``differentiable_model``).
     binarize: ClassVar[bool] = False
     #: Per-class factors of ℓ_c.

@@ -9,7 +9,7 @@ defense's randomness.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeVar
 
@@ -73,6 +73,9 @@ class Defense(Plugin, ABC):
     dependencies: ClassVar[tuple[str, ...]] = ()
     #: Capabilities offered to attacks (matched against ``Attack.requires``).
     provides: ClassVar[frozenset[str]] = frozenset({"gradients", "queries"})
+    #: Per-profile cap on the number of test points (a budget for defenses with costly inference);
+    #: the first points of the profile's seeded test slice are used, and each record's ``n`` says how many.
+    test_points: ClassVar[Mapping[str, int]] = {}
 
     def __init__(self, config: Any = None) -> None:
         super().__init__(config)
