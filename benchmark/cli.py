@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--baseline", type=Path, required=True, help="baseline leaderboard CSV")
     check.add_argument("--run", type=Path, default=Path("results"), help="results directory of the run")
     check.add_argument("--floor", type=float, default=0.02, help="smallest tolerated drop (absolute, default 0.02)")
+    check.add_argument("--strict", action="store_true", help="also fail when any row of the run carries a sanity flag")
     return parser
 
 
@@ -236,7 +237,18 @@ def _cmd_check(args: argparse.Namespace) -> int:
         print("Cells in the baseline but missing from the run:")
         print(tabulate(report.missing, headers="keys", tablefmt="github", showindex=False))
     print(f"{report.compared} cells compared, {len(report.regressions)} regressions, {len(report.missing)} missing")
-    return 0 if report.ok else EXIT_FAILED
+    flagged = run[run["flags"].fillna("") != ""] if "flags" in run else run.iloc[0:0]
+    if args.strict and not flagged.empty:
+        print("Sanity flags (--strict):")
+        print(
+            tabulate(
+                flagged[["profile", "defense", "attack", "eps", "flags"]],
+                headers="keys",
+                tablefmt="github",
+                showindex=False,
+            )
+        )
+    return 0 if report.ok and not (args.strict and not flagged.empty) else EXIT_FAILED
 
 
 COMMANDS = {"run": _cmd_run, "list": _cmd_list, "show": _cmd_show, "report": _cmd_report, "check": _cmd_check}

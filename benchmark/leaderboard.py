@@ -9,6 +9,9 @@ import pandas as pd
 from tabulate import tabulate
 
 from benchmark.atomic import atomic_write_text
+from benchmark.curves import write_curves
+from benchmark.sanity import sanity_flags
+from benchmark.worst_case import WORST, worst_case_rows
 
 #: Long-format columns, in order; provenance columns follow.
 COLUMNS = [
@@ -16,10 +19,12 @@ COLUMNS = [
     "attack",
     "backend",
     "threat_model",
+    "access",
     "eps",
     "budget",
     "n",
     "status",
+    "flags",
     "clean_accuracy",
     "robust_accuracy",
     "robust_accuracy_ci_low",
@@ -41,6 +46,8 @@ COLUMNS = [
     "config_hash",
     "cell_key",
     "device",
+    "gradient_masking_share",
+    "prediction_flip_share",
     "library_versions",
     "created",
     "note",
@@ -56,13 +63,31 @@ ROBUSTNESS_RULE = (
 )
 
 
+WORST_CASE_RULE = (
+    "The headline `worst` row counts a point as robust at ε only if it survived *every* ε-bounded L∞ attack "
+    "run on that defense at that ε (AutoAttack's per-sample rule); its note lists the attacks."
+)
+FLAG_LEGEND = (
+    "Flags (⚑): `eps0` ε = 0 differs from clean accuracy; `rises` accuracy rises with ε; `unbroken` ε ≥ 1 leaves "
+    "over 10 %; `blackbox` a transfer or query attack beats every white-box attack; `masked` over 10 % of points "
+    "have zero or NaN input gradients; `random` predictions change between identical calls of a defense not "
+    "declared randomized. A flagged number should not be trusted as it stands; `bench check --strict` fails on any."
+)
+
+
 def records_to_frame(records: list[dict]) -> pd.DataFrame:
+    """The store's records plus the derived per-sample worst-case rows, with sanity flags."""
     frame = pd.DataFrame.from_records(records)
     for column in COLUMNS:
         if column not in frame:
             frame[column] = pd.NA
+    worst = worst_case_rows(frame)
+    if not worst.empty:
+        frame = pd.concat([frame, worst], ignore_index=True)
     frame = frame[COLUMNS + [c for c in frame.columns if c not in COLUMNS]]
-    return frame.sort_values(["profile", "defense", "attack", "eps"], kind="stable").reset_index(drop=True)
+    frame = frame.sort_values(["profile", "defense", "attack", "eps"], kind="stable").reset_index(drop=True)
+    frame["flags"] = sanity_flags(frame) if not frame.empty else pd.Series(dtype=object)
+    return frame
 
 
 def _percent(value: float) -> str:
@@ -72,9 +97,11 @@ def _percent(value: float) -> str:
 def _robust_cell(row: pd.Series) -> str:
     if row["status"] != "ok":
         return "skipped"
+    flags = row.get("flags")
+    marker = f" ⚑{flags}" if isinstance(flags, str) and flags else ""
     return (
         f"{_percent(row['robust_accuracy'])} [{_percent(row['robust_accuracy_ci_low'])}, "
-        f"{_percent(row['robust_accuracy_ci_high'])}]"
+        f"{_percent(row['robust_accuracy_ci_high'])}]{marker}"
     )
 
 
@@ -97,9 +124,19 @@ def _pivot(frame: pd.DataFrame, values: pd.Series) -> pd.DataFrame:
 
 
 def profile_tables(frame: pd.DataFrame) -> dict[str, str]:
-    """Markdown tables for one profile: robust accuracy, F1, clean accuracy and training time."""
+    """Markdown tables for one profile: the per-sample worst case (headline), robust accuracy per attack,
+    F1, clean accuracy and training time."""
+    worst = frame[frame["attack"] == WORST]
+    frame = frame[frame["attack"] != WORST]
     robust = _pivot(frame, frame.apply(_robust_cell, axis=1))
     f1 = _pivot(frame, frame.apply(lambda r: "skipped" if r["status"] != "ok" else f"{r['f1_macro']:.3f}", axis=1))
+    headline = (
+        worst.assign(
+            cell=worst.apply(_robust_cell, axis=1), column=worst["eps"].map(lambda e: f"ε = {e:g}")
+        ).pivot_table(index="defense", columns="column", values="cell", aggfunc="first", sort=False)
+        if not worst.empty
+        else pd.DataFrame()
+    )
     ok = frame[frame["status"] == "ok"]
     per_defense = ok.groupby("defense", sort=False).agg(
         clean_accuracy=("clean_accuracy", "first"),
@@ -113,6 +150,7 @@ def profile_tables(frame: pd.DataFrame) -> dict[str, str]:
     )
     fmt = {"headers": "keys", "tablefmt": "github", "disable_numparse": True}
     return {
+        "worst": tabulate(headline, **fmt) if not headline.empty else "",
         "robust": tabulate(robust, **fmt),
         "f1": tabulate(f1, **fmt),
         "defenses": tabulate(per_defense, **fmt),
@@ -130,7 +168,11 @@ def markdown(frame: pd.DataFrame) -> str:
             f"## Profile `{profile}` (n = {int(part['n'].dropna().max()) if part['n'].notna().any() else 0}, "
             f"seed {first['seed']})",
             "",
-            "### Robust accuracy, % [95 % Wilson interval]",
+            "### Headline: per-sample worst case over all attacks, % [95 % Wilson interval]",
+            "",
+            tables["worst"] or "No ε-bounded cell with per-point results yet.",
+            "",
+            "### Robust accuracy per attack, % [95 % Wilson interval]",
             "",
             tables["robust"],
             "",
@@ -143,6 +185,12 @@ def markdown(frame: pd.DataFrame) -> str:
             tables["defenses"],
             "",
         ]
+        flagged = part[part["flags"].fillna("") != ""]
+        if not flagged.empty:
+            lines += ["Sanity flags (see below):", ""] + [
+                f"- {r.defense} × {r.attack} ({r.budget}): {r.flags}" for r in flagged.itertuples()
+            ]
+            lines.append("")
         notes = part.loc[part["status"] != "ok", ["defense", "attack", "note"]].drop_duplicates()
         if not notes.empty:
             lines += ["Skipped cells:", ""] + [f"- {r.defense} × {r.attack}: {r.note}" for r in notes.itertuples()]
@@ -151,6 +199,10 @@ def markdown(frame: pd.DataFrame) -> str:
         "## How to read these numbers",
         "",
         ROBUSTNESS_RULE,
+        "",
+        WORST_CASE_RULE,
+        "",
+        FLAG_LEGEND,
         "",
         f"Library versions: `{frame['library_versions'].dropna().iloc[-1]}`"
         if frame["library_versions"].notna().any()
@@ -162,8 +214,9 @@ def markdown(frame: pd.DataFrame) -> str:
 
 def write_leaderboard(frame: pd.DataFrame, out_dir: Path) -> tuple[Path, Path]:
     csv_path, md_path = out_dir / "leaderboard.csv", out_dir / "leaderboard.md"
-    atomic_write_text(csv_path, frame.to_csv(index=False))
+    atomic_write_text(csv_path, frame.drop(columns=["robust_points"], errors="ignore").to_csv(index=False))
     atomic_write_text(md_path, markdown(frame))
+    write_curves(frame, out_dir)
     return csv_path, md_path
 
 

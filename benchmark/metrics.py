@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from scipy.stats import binomtest
 from sklearn.metrics import f1_score
@@ -41,6 +42,7 @@ def cell_metrics(y: Tensor, clean_correct: Tensor, adv_predictions: Tensor, x: T
     linf, l2 = perturbation_norms(x[attacked], x_adv[attacked])
     y_cpu, pred_cpu = y.cpu().numpy(), adv_predictions.cpu().numpy()
     return {
+        "robust_points": pack_mask(robust),
         "n": n,
         "clean_accuracy": n_clean / n,
         "robust_accuracy": n_robust / n,
@@ -52,3 +54,12 @@ def cell_metrics(y: Tensor, clean_correct: Tensor, adv_predictions: Tensor, x: T
         "linf_max": float(linf.max()) if len(linf) else 0.0,
         "l2_mean": float(l2.mean()) if len(l2) else 0.0,
     }
+
+
+def pack_mask(mask: Tensor) -> str:
+    """A boolean per-point mask as compact hex (stored with a cell for per-point worst cases)."""
+    return np.packbits(mask.detach().cpu().numpy().astype(bool)).tobytes().hex()
+
+
+def unpack_mask(text: str, n: int) -> np.ndarray:
+    return np.unpackbits(np.frombuffer(bytes.fromhex(text), dtype=np.uint8))[:n].astype(bool)

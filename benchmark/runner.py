@@ -28,6 +28,7 @@ from attacks.registry import Spec
 from benchmark.checkpoints import CheckpointCache, CorruptCheckpoint
 from benchmark.config import RunConfig, config_hash
 from benchmark.data import DataSlices, load_mnist, make_slices, resolve_data_dir
+from benchmark.diagnostics import defense_diagnostics
 from benchmark.leaderboard import records_to_frame, write_leaderboard
 from benchmark.metrics import cell_metrics, robust_predictions
 from benchmark.provenance import describe_device, library_versions
@@ -216,6 +217,16 @@ class CellFailure:
     message: str
 
 
+def attack_access(attack: Attack) -> str:
+    """How an attack reaches the defense: white-box (gradients), transfer (a surrogate), query (outputs only),
+    or none (input transformations such as GNA and GTA)."""
+    if attack.surrogate is not None:
+        return "transfer"
+    if "gradients" in attack.requires:
+        return "white-box"
+    return "query" if "queries" in attack.requires else "none"
+
+
 def _repeated_predictions(defense: Defense, x: Tensor, y: Tensor, repeats: int, batch_size: int) -> Tensor:
     repeats = repeats if defense.randomized else 1
     predictions = torch.stack([defense.predict(x, batch_size).argmax(dim=1) for _ in range(repeats)])
@@ -237,6 +248,7 @@ class MatrixRunner:
         self.failures: list[CellFailure] = []
         self.computed = 0
         self._mnist: tuple[Split, Split] | None = None
+        self._diagnostics: dict[str, dict[str, float]] = {}
         self._slices: dict[int, DataSlices] = {}
         cache = CheckpointCache(self.cache_dir)
         self.trainer = DefenseTrainer(config, self.data, cache, self.device, self.reporter)
@@ -280,6 +292,9 @@ class MatrixRunner:
             n = self.n_test(trained.defense)
             test_x, test_y = self.data().test.x[:n].to(self.device), self.data().test.y[:n].to(self.device)
             clean = _repeated_predictions(trained.defense, test_x, test_y, self.repeats, profile.batch_size)
+            self._diagnostics[defense_spec.label] = defense_diagnostics(
+                trained.defense, test_x, test_y, cfg.effective_eot_samples, profile.batch_size
+            )
             for attack_spec, attack, epsilons in pending:
                 self._evaluate(defense_spec, trained, attack_spec, attack, epsilons, test_x, test_y, clean)
         frame = records_to_frame(self.store.records())
@@ -333,6 +348,7 @@ class MatrixRunner:
             "attack": attack_spec.label,
             "backend": attack.backend,
             "threat_model": attack.threat_model,
+            "access": attack_access(attack),
             "eps": eps,
             "budget": attack.budget() if eps is None else f"ε={eps:g}",
             "profile": cfg.profile.name,
@@ -343,6 +359,7 @@ class MatrixRunner:
             "randomized": defense.randomized,
             "eot_samples": cfg.effective_eot_samples if defense.randomized else 1,
             "prediction_repeats": self.repeats if defense.randomized else 1,
+            **self._diagnostics.get(defense_spec.label, {}),
             "device": describe_device(self.device),
             "library_versions": library_versions(),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),

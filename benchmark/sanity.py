@@ -1,0 +1,65 @@
+"""Sanity checks run on every result, shown as flags beside the rows (and failing ``bench check --strict``).
+
+A flag marks a number that should not be trusted as it stands:
+
+- ``eps0``: at ε = 0 the robust accuracy differs from the clean accuracy by more than its interval;
+- ``rises``: accuracy rises with ε for the same defense and attack beyond the intervals;
+- ``unbroken``: an unbounded budget (ε ≥ 1) leaves more than 10 % accuracy;
+- ``blackbox``: a transfer or query attack beats every white-box attack at the same ε beyond the
+  intervals (the white-box evaluation is too weak, often because of gradient masking);
+- ``masked``: more than 10 % of points have zero or NaN input gradients through the attacked model;
+- ``random``: predictions change between identical calls on a defense not declared randomized
+  (it was evaluated without EOT and repeated predictions).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+UNBROKEN_LIMIT = 0.10
+MASKED_LIMIT = 0.10
+
+
+def _half_width(frame: pd.DataFrame) -> pd.Series:
+    return (frame["robust_accuracy_ci_high"] - frame["robust_accuracy_ci_low"]) / 2
+
+
+def sanity_flags(frame: pd.DataFrame) -> pd.Series:
+    """A ``;``-joined string of flags per row ('' when sound)."""
+    flags: dict[int, list[str]] = {index: [] for index in frame.index}
+    ok = frame[frame["status"] == "ok"]
+    bounded = ok[ok["eps"].notna()]
+
+    for index in bounded.index[
+        (bounded["eps"] == 0)
+        & ((bounded["clean_accuracy"] - bounded["robust_accuracy"]).abs() > _half_width(bounded) + 1e-9)
+    ]:
+        flags[index].append("eps0")
+
+    for _, curve in bounded.groupby(["profile", "seed", "defense", "attack"], sort=False):
+        curve = curve.sort_values("eps")
+        best_upper = curve["robust_accuracy_ci_high"].cummin().shift()
+        for index in curve.index[curve["robust_accuracy_ci_low"] > best_upper]:
+            flags[index].append("rises")
+
+    for index in bounded.index[(bounded["eps"] >= 1) & (bounded["robust_accuracy"] > UNBROKEN_LIMIT)]:
+        flags[index].append("unbroken")
+
+    if "access" in bounded:
+        for _, group in bounded.groupby(["profile", "seed", "defense", "eps"], sort=False):
+            white = group[group["access"] == "white-box"]
+            others = group[group["access"].isin(["transfer", "query"])]
+            if white.empty or others.empty:
+                continue
+            best_white_low = white["robust_accuracy_ci_low"].min()
+            for index in others.index[others["robust_accuracy_ci_high"] < best_white_low]:
+                flags[index].append("blackbox")
+
+    if "gradient_masking_share" in ok:
+        for index in ok.index[ok["gradient_masking_share"] > MASKED_LIMIT]:
+            flags[index].append("masked")
+    if "prediction_flip_share" in ok:
+        undeclared = (ok["prediction_flip_share"] > 0) & ~ok["randomized"].astype(bool)
+        for index in ok.index[undeclared]:
+            flags[index].append("random")
+    return pd.Series({index: ";".join(values) for index, values in flags.items()}, dtype=object)

@@ -1,0 +1,64 @@
+"""Per-sample worst case: a point counts as robust at ε only if it survived *every* attack run on the
+defense at that ε (AutoAttack's rule).  Derived from the per-point masks stored with each cell."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from benchmark.config import config_hash
+from benchmark.metrics import unpack_mask, wilson_interval
+
+WORST = "worst"
+#: What identifies one evaluation of one defense: cells in a group share test points and rules.
+GROUP = ["profile", "seed", "defense", "config_hash", "eps", "n", "eot_samples", "prediction_repeats"]
+
+
+def worst_case_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """One ``attack = worst`` row per group of ok, ε-bounded L∞ cells.
+
+    A group with a cell lacking per-point results (recorded by an older version) gets no row: a worst
+    case over only some of the attacks would overstate robustness.
+    """
+    if frame.empty or "robust_points" not in frame:
+        return frame.iloc[0:0]
+    cells = frame[
+        (frame["status"] == "ok")
+        & (frame["threat_model"] == "linf")
+        & frame["eps"].notna()
+        & (frame["attack"] != WORST)
+    ]
+    rows = []
+    for _, group in cells.groupby(GROUP, sort=False, dropna=False):
+        if group["robust_points"].isna().any():
+            continue
+        n = int(group["n"].iloc[0])
+        robust = np.logical_and.reduce([unpack_mask(text, n) for text in group["robust_points"]])
+        first = group.iloc[0]
+        low, high = wilson_interval(int(robust.sum()), n)
+        clean = float(first["clean_accuracy"])
+        rows.append(
+            {
+                **{column: first[column] for column in GROUP},
+                "attack": WORST,
+                "backend": "all",
+                "threat_model": "linf",
+                "access": "all",
+                "budget": f"ε={first['eps']:g}",
+                "status": "ok",
+                "clean_accuracy": clean,
+                "robust_accuracy": float(robust.mean()),
+                "robust_accuracy_ci_low": low,
+                "robust_accuracy_ci_high": high,
+                "attack_success_rate": (clean - robust.mean()) / clean if clean else np.nan,
+                "train_seconds": first["train_seconds"],
+                "attack_seconds": float(group["attack_seconds"].sum()),
+                "randomized": first["randomized"],
+                "device": first["device"],
+                "library_versions": first["library_versions"],
+                "created": group["created"].max(),
+                "cell_key": config_hash(sorted(group["cell_key"])),
+                "note": "per-point worst case over " + ", ".join(sorted(group["attack"])),
+            }
+        )
+    return pd.DataFrame(rows)
