@@ -128,11 +128,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     selected = frame[
         (frame["profile"] == profile.name)
         & frame["defense"].isin([s.label for s in config.defenses])
-        & frame["attack"].isin([s.label for s in config.attacks])
+        & frame["attack"].isin([*(s.label for s in config.attacks), "worst"])
         & (frame["eps"].round(10).isin([round(e, 10) for e in config.epsilons]) | frame["eps"].isna())
     ]
     if not selected.empty:
         tables = profile_tables(selected)
+        if tables["worst"]:
+            print("Per-sample worst case over all attacks, % [95 % Wilson interval]\n" + tables["worst"] + "\n")
         print("Robust accuracy, % [95 % Wilson interval]\n" + tables["robust"])
         print("\nDefenses\n" + tables["defenses"])
     print(

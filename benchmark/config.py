@@ -30,7 +30,9 @@ class Profile:
 
 
 PROFILES: dict[str, Profile] = {
-    "smoke": Profile("smoke", n_train=5000, n_val=1000, n_test=200, eot_samples=2, prediction_repeats=3),
+    "smoke": Profile(
+        "smoke", n_train=5000, n_val=1000, n_test=200, eot_samples=2, prediction_repeats=3, epsilons=(0.1, 0.3)
+    ),
     "quick": Profile("quick", n_train=50_000, n_val=10_000, n_test=1000, eot_samples=4, prediction_repeats=5),
     "paper": Profile("paper", n_train=50_000, n_val=10_000, n_test=10_000, eot_samples=16, prediction_repeats=10),
 }

@@ -10,6 +10,8 @@ import torch
 from platformdirs import user_cache_dir
 
 from attacks.errors import BenchError
+from benchmark.atomic import atomic_write
+from benchmark.config import config_hash
 from defenses.base import Split
 
 DATA_DIR_ENV = "BENCH_DATA_DIR"
@@ -44,15 +46,32 @@ def _load_split(root: Path, train: bool, download: bool) -> Split:
     return Split(images, dataset.targets.to(torch.int64))
 
 
-def load_mnist(data_dir: Path, download: bool = True) -> tuple[Split, Split]:
+def _parsed_cache(data_dir: Path, cache_dir: Path | None) -> Path | None:
+    """Where the parsed tensors of this MNIST copy are cached (keyed by its raw files' sizes and times)."""
+    raw = data_dir / "MNIST" / "raw"
+    if cache_dir is None or not raw.is_dir():
+        return None
+    stamp = sorted((p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in raw.iterdir() if p.suffix != ".gz")
+    return cache_dir / f"mnist-{config_hash([str(data_dir.resolve()), stamp])}.pt"
+
+
+def load_mnist(data_dir: Path, download: bool = True, cache_dir: Path | None = None) -> tuple[Split, Split]:
     """The 60k training and 10k test images, in [0, 1], shape (N, 1, 28, 28).
 
     Looks for torchvision's layout (``DATA_DIR/MNIST/raw``); downloads there when missing and
-    allowed, and otherwise stops with a message that names the directory and the flag.
+    allowed, and otherwise stops with a message that names the directory and the flag.  With a
+    ``cache_dir``, the parsed uint8 tensors are cached there (parsing the raw files takes seconds).
     """
     download = download and not offline_requested()
+    cached = _parsed_cache(data_dir, cache_dir)
+    if cached is not None and cached.exists():
+        try:
+            images = torch.load(cached, weights_only=True)
+            return tuple(Split(x.unsqueeze(1).float().div_(255.0), y) for x, y in images)  # type: ignore[return-value]
+        except Exception:
+            cached.unlink(missing_ok=True)
     try:
-        return _load_split(data_dir, True, download), _load_split(data_dir, False, download)
+        splits = _load_split(data_dir, True, download), _load_split(data_dir, False, download)
     except Exception as error:
         how = "download failed" if download else "downloading is off"
         raise BenchError(
@@ -60,6 +79,11 @@ def load_mnist(data_dir: Path, download: bool = True) -> tuple[Split, Split]:
             f"put torchvision's MNIST/raw files there, or point --data-dir (or ${DATA_DIR_ENV}) at a "
             "directory that has them"
         ) from None
+    cached = cached or _parsed_cache(data_dir, cache_dir)
+    if cached is not None:
+        as_bytes = [((split.x * 255).round().to(torch.uint8).squeeze(1), split.y) for split in splits]
+        atomic_write(cached, lambda handle: torch.save(as_bytes, handle))
+    return splits
 
 
 @dataclass(frozen=True)

@@ -263,7 +263,7 @@ class MatrixRunner:
         cfg, profile = self.config, self.config.profile
         seed = cfg.seed if seed is None else seed
         if self._mnist is None:
-            self._mnist = load_mnist(resolve_data_dir(cfg.data_dir), download=cfg.download)
+            self._mnist = load_mnist(resolve_data_dir(cfg.data_dir), download=cfg.download, cache_dir=self.cache_dir)
         if seed not in self._slices:
             full_train, test = self._mnist
             self._slices[seed] = make_slices(full_train, test, profile.n_train, profile.n_val, profile.n_test, seed)
@@ -273,24 +273,12 @@ class MatrixRunner:
         cfg, profile, trainer = self.config, self.config.profile, self.trainer
         for defense_spec, defense in self.defenses:
             defense_key, n_test = trainer.key(defense_spec), self.n_test(defense)
-            pending = [
-                (
-                    attack_spec,
-                    attack,
-                    [
-                        eps
-                        for eps in self.epsilons_of(attack)
-                        if not self.store.has(self.cell_key(defense_key, attack_spec, attack, eps, n_test))
-                    ],
-                )
-                for attack_spec, attack in self.attacks
-            ]
-            pending = [(spec, attack, eps) for spec, attack, eps in pending if eps]
+            pending = self._pending_cells(defense_key, n_test)
             if not pending:
                 continue
             trained = trainer.trained(defense_spec)
-            n = self.n_test(trained.defense)
-            test_x, test_y = self.data().test.x[:n].to(self.device), self.data().test.y[:n].to(self.device)
+            test = self.data().test
+            test_x, test_y = test.x[:n_test].to(self.device), test.y[:n_test].to(self.device)
             clean = _repeated_predictions(trained.defense, test_x, test_y, self.repeats, profile.batch_size)
             self._diagnostics[defense_spec.label] = defense_diagnostics(
                 trained.defense, test_x, test_y, cfg.effective_eot_samples, profile.batch_size
@@ -302,6 +290,19 @@ class MatrixRunner:
         frame.attrs["failures"] = self.failures
         frame.attrs["computed"] = self.computed
         return frame
+
+    def _pending_cells(self, defense_key: str, n_test: int) -> list[tuple[Spec, Attack, list[float | None]]]:
+        """Per attack, the epsilons whose cell has no record yet (attacks with none are left out)."""
+        pending = []
+        for attack_spec, attack in self.attacks:
+            epsilons = [
+                eps
+                for eps in self.epsilons_of(attack)
+                if not self.store.has(self.cell_key(defense_key, attack_spec, attack, eps, n_test))
+            ]
+            if epsilons:
+                pending.append((attack_spec, attack, epsilons))
+        return pending
 
     @property
     def repeats(self) -> int:

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--defenses", "cnn,resnet"], "unknown defense 'resnet'; valid: cnn, vae"),
+        (["--defenses", "cnn,resnet"], "unknown defense 'resnet'; valid: abs, adv-vae, binary-abs, cnn"),
         (["--attacks", "fgsm,cw"], "unknown attack 'cw'; valid: apgd, art.deepfool"),
         (["--eps", "1.5"], "epsilon 1.5 is outside [0, 1]"),
         (["--eps", "0.1,abc"], "epsilon 'abc' is not a number"),
@@ -75,10 +75,10 @@ def test_check_reports_regressions_and_missing_cells(bench, tmp_path):
     out = tmp_path / "out"
     assert bench("run", "--defenses", "cnn", "--attacks", "fgsm", "--eps", "0.1,0.2", "--out", str(out))[0] == 0
     code, stdout, _ = bench("check", "--baseline", str(out / "leaderboard.csv"), "--run", str(out))
-    assert code == 0 and "2 cells compared, 0 regressions, 0 missing" in stdout
+    assert code == 0 and "4 cells compared, 0 regressions, 0 missing" in stdout  # 2 cells + 2 worst-case rows
 
     baseline = leaderboard(out)
-    baseline.loc[baseline["eps"] == 0.1, "robust_accuracy"] = 1.0
+    baseline.loc[(baseline["eps"] == 0.1) & (baseline["attack"] == "fgsm"), "robust_accuracy"] = 1.0
     extra = baseline.iloc[[0]].assign(defense="vae")
     higher = tmp_path / "baseline.csv"
     pd.concat([baseline, extra]).to_csv(higher, index=False)
