@@ -105,6 +105,13 @@ def test_each_flag_fires_on_its_failure():
     assert flags["pgd@0.1"] == ""
 
 
+def test_eps0_is_not_checked_on_derived_worst_rows():
+    # each cell equals clean accuracy (0.88); their per-point AND (0.76) is far below it
+    noisy = [cell("fgsm", 0.0, [1] * 88 + [0] * 12), cell("pgd", 0.0, [0] * 12 + [1] * 88)]
+    flags = _flags([{**row, "clean_accuracy": 0.88} for row in noisy])
+    assert flags == {"fgsm@0.0": "", "pgd@0.0": "", "worst@0.0": ""}
+
+
 def test_masked_gradients_and_undeclared_randomness_are_flagged():
     frame = pd.DataFrame(
         [
