@@ -120,7 +120,7 @@ def _pivot(frame: pd.DataFrame, values: pd.Series) -> pd.DataFrame:
         label: (attacks.index(attack), -1.0 if pd.isna(eps) else float(eps))
         for label, attack, eps in zip(labels, frame["attack"], frame["eps"], strict=True)
     }
-    return pivot.reindex(columns=sorted(pivot.columns, key=position.__getitem__))
+    return pivot.reindex(columns=sorted(pivot.columns, key=position.__getitem__)).fillna("–")  # – : not run
 
 
 def profile_tables(frame: pd.DataFrame) -> dict[str, str]:

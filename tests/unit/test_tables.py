@@ -52,6 +52,8 @@ def test_markdown_pivots_robust_accuracy_f1_and_training_time():
     assert "### Macro-F1 under attack" in text and "0.250" in text
     assert "training time" in text and "12.0" in text
     assert "- cnn × vaea: vaea needs vae, which cnn lacks" in text
+    vae_row = next(line for line in text.splitlines() if line.startswith("| vae ") and "[" in line)
+    assert "nan" not in vae_row and vae_row.count("| –") == 2  # cells never run: fgsm @ 0.3, vaea @ 0.1
     assert "*all* `prediction_repeats` repeated predictions are correct" in text
 
 
