@@ -1,7 +1,7 @@
 """Paper 000's RANDOM attack: per batch, one of FGSM, PGD, GNA, GTA with equal probability.
 
 Two forms: the registered attack ``random`` (evaluation: the gradient members attack the classifier
-loss of the model under test, each member through its own guarded call), and ``random_mix_inputs``
+loss of the model under test, each member through its own guarded call), and ``attack_inputs``
 for adversarial training, where the caller supplies the gradient members (during VAE training they
 maximise the reconstruction loss, not a classifier's).  The member index order is ``ATTACK_TYPES``,
 fixed, so stored attack types (e.g. in a replay buffer) stay meaningful.
@@ -47,30 +47,11 @@ def attack_inputs(
         return pgd_fn(x)
     if attack_type == 2:
         gna = gna or GNAConfig()
-        return gaussian_noise(x, generator, gna.mean_range, gna.std_max)
+        return gaussian_noise(x, generator, **gna.ranges())
     if attack_type == 3:
         gta = gta or GTAConfig()
-        return geometric_transform(x, generator, gta.max_rotation_deg, gta.scale_range, gta.max_translation, gta.mode)
+        return geometric_transform(x, generator, **gta.ranges())
     raise ValueError(f"attack type must be an index into {ATTACK_TYPES}; got {attack_type!r}")
-
-
-def random_mix_inputs(
-    x: Tensor,
-    generator: torch.Generator,
-    fgsm_fn: InputAttack,
-    pgd_fn: InputAttack,
-    *,
-    gna: GNAConfig | None = None,
-    gta: GTAConfig | None = None,
-) -> tuple[Tensor, int]:
-    """RANDOM for adversarial training: ``(x_adv, attack_type)`` with the type drawn uniformly.
-
-    ``fgsm_fn``/``pgd_fn`` map a batch to its adversarial batch, e.g.
-    ``lambda x: fgsm_step(objective, x, eps)`` with ``objective`` the VAE's summed reconstruction
-    loss; only the chosen one runs.  GNA and GTA use ``gna``/``gta`` (paper defaults when None).
-    """
-    attack_type = choose_attack_type(generator)
-    return attack_inputs(attack_type, x, generator, fgsm_fn, pgd_fn, gna=gna, gta=gta), attack_type
 
 
 @register_attack("random")

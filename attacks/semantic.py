@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -83,9 +83,9 @@ def gaussian_noise_with_params(
     return x_adv.clamp_(0.0, 1.0), params
 
 
-def gaussian_noise(x: Tensor, generator: torch.Generator, mean_range: float = 0.1, std_max: float = 0.1) -> Tensor:
-    """GNA on a batch; see ``gaussian_noise_with_params``."""
-    return gaussian_noise_with_params(x, generator, mean_range, std_max)[0]
+def gaussian_noise(x: Tensor, generator: torch.Generator, **ranges: float) -> Tensor:
+    """GNA on a batch; ``ranges`` (``mean_range``, ``std_max``) as in ``gaussian_noise_with_params``."""
+    return gaussian_noise_with_params(x, generator, **ranges)[0]
 
 
 @dataclass(frozen=True)
@@ -148,16 +148,10 @@ def geometric_transform_with_params(
     return affine_transform(x, params, mode), params
 
 
-def geometric_transform(
-    x: Tensor,
-    generator: torch.Generator,
-    max_rotation_deg: float = 30.0,
-    scale_range: tuple[float, float] = (0.8, 1.2),
-    max_translation: float = 0.01,
-    mode: InterpolationMode = "bilinear",
-) -> Tensor:
-    """GTA on a batch; see ``geometric_transform_with_params``."""
-    return geometric_transform_with_params(x, generator, max_rotation_deg, scale_range, max_translation, mode)[0]
+def geometric_transform(x: Tensor, generator: torch.Generator, **ranges: Any) -> Tensor:
+    """GTA on a batch; ``ranges`` (``max_rotation_deg``, ``scale_range``, ``max_translation``, ``mode``) as in
+    ``geometric_transform_with_params``."""
+    return geometric_transform_with_params(x, generator, **ranges)[0]
 
 
 class SemanticAttack(Attack):
@@ -188,6 +182,10 @@ class GNAConfig:
     def __post_init__(self) -> None:
         _check_finite_non_negative(mean_range=self.mean_range, std_max=self.std_max)
 
+    def ranges(self) -> dict[str, float]:
+        """Keyword arguments of ``gaussian_noise``."""
+        return {"mean_range": self.mean_range, "std_max": self.std_max}
+
 
 @register_attack("gna")
 class GNA(SemanticAttack):
@@ -200,7 +198,7 @@ class GNA(SemanticAttack):
 
     def _run(self, model: nn.Module, x: Tensor, y: Tensor, eps: float, generator: torch.Generator) -> Tensor:
         cfg: GNAConfig = self.config
-        return gaussian_noise(x, generator, cfg.mean_range, cfg.std_max)
+        return gaussian_noise(x, generator, **cfg.ranges())
 
 
 @dataclass(frozen=True)
@@ -220,6 +218,15 @@ class GTAConfig:
     def scale_range(self) -> tuple[float, float]:
         return (self.scale_min, self.scale_max)
 
+    def ranges(self) -> dict[str, Any]:
+        """Keyword arguments of ``geometric_transform``."""
+        return {
+            "max_rotation_deg": self.max_rotation_deg,
+            "scale_range": self.scale_range,
+            "max_translation": self.max_translation,
+            "mode": self.mode,
+        }
+
 
 @register_attack("gta")
 class GTA(SemanticAttack):
@@ -235,4 +242,4 @@ class GTA(SemanticAttack):
 
     def _run(self, model: nn.Module, x: Tensor, y: Tensor, eps: float, generator: torch.Generator) -> Tensor:
         cfg: GTAConfig = self.config
-        return geometric_transform(x, generator, cfg.max_rotation_deg, cfg.scale_range, cfg.max_translation, cfg.mode)
+        return geometric_transform(x, generator, **cfg.ranges())

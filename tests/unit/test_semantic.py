@@ -9,8 +9,7 @@ from torch import nn
 
 from attacks.base import ATTACKS, Attack, perturbation_norms
 from attacks.errors import BenchError, ThreatModelViolation
-from attacks.gradient import fgsm_step, pgd_ascent
-from attacks.random_mix import ATTACK_TYPES, RandomMix, attack_inputs, random_mix_inputs
+from attacks.random_mix import ATTACK_TYPES, RandomMix, attack_inputs
 from attacks.semantic import (
     GeometricParams,
     affine_transform,
@@ -231,32 +230,6 @@ def test_random_outputs_respect_the_chosen_members_bound(model, x, y):
         if ATTACK_TYPES[index] in ("fgsm", "pgd"):
             assert linf.max() <= eps + 1e-6
     assert {index for index, _ in log} == {0, 1, 2, 3}
-
-
-def test_random_mix_inputs_dispatches_the_drawn_type_for_training(model, x, y):
-    eps = 0.1
-    objective = lambda batch: F.cross_entropy(model(batch), y[:4], reduction="sum")  # noqa: E731
-    calls: list[str] = []
-
-    def fgsm_fn(batch):
-        calls.append("fgsm")
-        return fgsm_step(objective, batch, eps)
-
-    def pgd_fn(batch):
-        calls.append("pgd")
-        return pgd_ascent(objective, batch, eps, steps=3, step_size=0.05, generator=generator)
-
-    generator = seeded(8)
-    counts = Counter()
-    for _ in range(200):
-        x_adv, index = random_mix_inputs(x[:4], generator, fgsm_fn, pgd_fn)
-        counts[index] += 1
-        assert in_box(x_adv) and not torch.equal(x_adv, x[:4])
-        if ATTACK_TYPES[index] in ("fgsm", "pgd"):
-            assert calls.pop() == ATTACK_TYPES[index]
-            assert perturbation_norms(x[:4], x_adv)[0].max() <= eps + 1e-6
-    assert not calls
-    assert all(30 <= counts[i] <= 70 for i in range(4)), counts
 
 
 def test_attack_inputs_regenerates_a_given_type_and_rejects_unknown_ones(x):
