@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from attacks.base import Attack, register_attack
-from attacks.library_backends import number_of_classes, run_torchattacks
+from attacks.library_backends import number_of_classes, run_torchattacks, square_linf
 
 #: APGD's step-size checkpoint threshold (Croce & Hein 2020, §3.2); AutoAttack fixes it.
 APGD_RHO = 0.75
@@ -115,17 +115,7 @@ class AutoAttack(Attack):
                         multi_targeted=True,
                         n_classes=classes,
                     ),
-                    torchattacks.Square(
-                        locked,
-                        norm="Linf",
-                        eps=eps,
-                        n_queries=cfg.square_queries,
-                        n_restarts=1,
-                        p_init=SQUARE_P_INIT,
-                        loss="margin",
-                        resc_schedule=False,
-                        seed=seed,
-                    ),
+                    square_linf(locked, eps, cfg.square_queries, SQUARE_P_INIT, rescale=False, seed=seed),
                 ]
             )
 

@@ -22,6 +22,7 @@ from attacks.library_backends import (
     derived_seed,
     run_torchattacks,
     seeded_global_rngs,
+    square_linf,
 )
 
 
@@ -60,19 +61,7 @@ class Square(Attack):
         cfg: SquareConfig = self.config
 
         def build(locked: nn.Module, seed: int) -> Any:
-            import torchattacks
-
-            return torchattacks.Square(
-                locked,
-                norm="Linf",
-                eps=eps,
-                n_queries=cfg.queries,
-                n_restarts=1,
-                p_init=cfg.p_init,
-                loss="margin",
-                resc_schedule=True,
-                seed=seed,
-            )
+            return square_linf(locked, eps, cfg.queries, cfg.p_init, rescale=True, seed=seed)
 
         return run_torchattacks(build, model, x, y, generator)
 

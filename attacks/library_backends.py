@@ -98,3 +98,21 @@ def run_torchattacks(
         attack.set_device(x.device)
         x_adv = attack(x.detach(), y.detach())
     return x_adv.detach()
+
+
+def square_linf(model: nn.Module, eps: float, queries: int, p_init: float, rescale: bool, seed: int) -> Any:
+    """torchattacks' L∞ Square attack (margin loss, one restart); AutoAttack's member keeps the square-size
+    schedule unrescaled, the stand-alone attack rescales it to its query budget (as the Square paper's code)."""
+    import torchattacks
+
+    return torchattacks.Square(
+        model,
+        norm="Linf",
+        eps=eps,
+        n_queries=queries,
+        n_restarts=1,
+        p_init=p_init,
+        loss="margin",
+        resc_schedule=rescale,
+        seed=seed,
+    )
