@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +97,6 @@ class RunConfig:
     eot_samples: int | None = None
     prediction_repeats: int | None = None
     progress: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def effective_eot_samples(self) -> int:

@@ -218,7 +218,3 @@ def write_leaderboard(frame: pd.DataFrame, out_dir: Path) -> tuple[Path, Path]:
     atomic_write_text(md_path, markdown(frame))
     write_curves(frame, out_dir)
     return csv_path, md_path
-
-
-def read_leaderboard(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path)
