@@ -17,6 +17,7 @@ from typing import ClassVar, Literal, Protocol, final, runtime_checkable
 import torch
 from torch import Tensor, nn
 
+from attacks.criteria import Criterion, misclassification
 from attacks.errors import BenchError, ThreatModelViolation
 from attacks.registry import Plugin, Registry
 
@@ -87,6 +88,9 @@ class Attack(Plugin, ABC):
     #: A transfer attack names the defense it attacks instead of its target (e.g. "cnn"); the runner
     #: trains that surrogate independently (another seed) and passes its model to the attack.
     surrogate: ClassVar[str | None] = None
+    #: Bumped when an attack's results change while its options stay the same; it enters the cell key,
+    #: so stored cells of an older revision are recomputed instead of being reused.
+    revision: ClassVar[int] = 0
 
     def budget(self) -> str:
         """Human-readable budget for tables: the parameter range of attacks that ignore epsilon."""
@@ -94,9 +98,16 @@ class Attack(Plugin, ABC):
 
     @final
     def __call__(
-        self, model: nn.Module, x: Tensor, y: Tensor, eps: float, *, generator: torch.Generator | None = None
+        self,
+        model: nn.Module,
+        x: Tensor,
+        y: Tensor,
+        eps: float,
+        *,
+        generator: torch.Generator | None = None,
+        criterion: Criterion | None = None,
     ) -> Tensor:
-        return self.run_curve(model, x, y, [eps], generator=generator)[0]
+        return self.run_curve(model, x, y, [eps], generator=generator, criterion=criterion)[0]
 
     @final
     def run_curve(
@@ -107,10 +118,13 @@ class Attack(Plugin, ABC):
         epsilons: Sequence[float | None],
         *,
         generator: torch.Generator | None = None,
+        criterion: Criterion | None = None,
     ) -> list[Tensor]:
         """Adversarial examples for each epsilon, each checked against the threat model.
 
         Attacks with ``uses_epsilon = False`` take ``None`` (their budget is their parameter range).
+        ``criterion`` says which examples fool the model (default: one prediction of ``model``); attacks
+        that stop attacking fooled points ask it through ``fooled``.
         """
         epsilons = [validate_epsilon(eps) if self.uses_epsilon or eps is not None else None for eps in epsilons]
         if x.ndim < 2 or y.shape != (len(x),):
@@ -119,10 +133,18 @@ class Attack(Plugin, ABC):
             raise BenchError("attack inputs must be floating-point images in [0, 1]")
         if generator is None:
             generator = torch.Generator(device=x.device).manual_seed(0)
-        adversarials = self._run_curve(model, x, y, epsilons, generator)
+        self._criterion = criterion if criterion is not None else misclassification(model)
+        try:
+            adversarials = self._run_curve(model, x, y, epsilons, generator)
+        finally:
+            del self._criterion
         for eps, x_adv in zip(epsilons, adversarials, strict=True):
             check_threat_model(x, x_adv, self.threat_model, eps, attack=self.name)
         return adversarials
+
+    def fooled(self, x_adv: Tensor, y: Tensor) -> Tensor:
+        """Mask of the examples that fool the model under the current call's criterion."""
+        return self._criterion(x_adv, y)
 
     def _run_curve(
         self, model: nn.Module, x: Tensor, y: Tensor, epsilons: list[float | None], generator: torch.Generator

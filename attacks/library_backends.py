@@ -81,23 +81,37 @@ def deployed_model(model: nn.Module) -> Iterator[DeployedModeModel]:
         yield DeployedModeModel(model)
 
 
+@contextlib.contextmanager
+def library_session(model: nn.Module, x: Tensor, generator: torch.Generator) -> Iterator[tuple[nn.Module, int]]:
+    """``(locked model, seed)`` for attacks from a library that draws from torch's global RNGs.
+
+    The seed comes from the cell's generator; the model's modes are locked as deployed, its parameter
+    gradients are off, and the global RNG states are restored afterwards.
+    """
+    seed = derived_seed(generator)
+    with deployed_model(model) as locked, seeded_global_rngs(seed, x.device):
+        yield locked, seed
+
+
 def run_torchattacks(
     build: Callable[[nn.Module, int], Any], model: nn.Module, x: Tensor, y: Tensor, generator: torch.Generator
 ) -> Tensor:
     """Build a torchattacks attack with ``build(model, seed)`` and run it on ``(x, y)``.
 
     torchattacks reseeds torch's global RNGs with the attack's seed (``torch.manual_seed``) and draws
-    its random starts, squares and restarts from them; the seed comes from the cell's generator and
-    the global RNG states are restored afterwards.
+    its random starts, squares and restarts from them (see ``library_session``).
     """
     if x.ndim != 4:
         raise BenchError(f"torchattacks attacks need (N, C, H, W) images; got shape {tuple(x.shape)}")
-    seed = derived_seed(generator)
-    with deployed_model(model) as locked, seeded_global_rngs(seed, x.device):
-        attack = build(locked, seed)
-        attack.set_device(x.device)
-        x_adv = attack(x.detach(), y.detach())
-    return x_adv.detach()
+    with library_session(model, x, generator) as (locked, seed):
+        x_adv = run_member(build(locked, seed), x, y)
+    return x_adv
+
+
+def run_member(attack: Any, x: Tensor, y: Tensor) -> Tensor:
+    """Run a built torchattacks attack on the inputs' device."""
+    attack.set_device(x.device)
+    return attack(x.detach(), y.detach()).detach()
 
 
 def square_linf(model: nn.Module, eps: float, queries: int, p_init: float, rescale: bool, seed: int) -> Any:

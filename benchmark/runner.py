@@ -22,6 +22,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from attacks.base import ATTACKS, Attack
+from attacks.criteria import Criterion, repeated_misclassification
 from attacks.errors import BenchError
 from attacks.library_backends import frozen_parameters
 from attacks.registry import Spec
@@ -331,6 +332,8 @@ class MatrixRunner:
         }
         if attack.surrogate is not None:
             payload["surrogate"] = self.surrogate_trainer.key(Spec(attack.surrogate))
+        if attack.revision:
+            payload["attack_revision"] = attack.revision
         return config_hash(payload)
 
     def attacked_model(self, defense: Defense, attack: Attack) -> torch.nn.Module:
@@ -338,6 +341,14 @@ class MatrixRunner:
         if attack.surrogate is not None:
             return self.surrogate_trainer.trained(Spec(attack.surrogate)).defense.attack_model()
         return defense.attack_model(self.config.effective_eot_samples)
+
+    def criterion(self, defense: Defense, attack: Attack) -> Criterion | None:
+        """Which examples fool the defense, by the table's rule; a transfer attack judges by its surrogate."""
+        if attack.surrogate is not None:
+            return None
+        batch_size = self.config.profile.batch_size
+        repeats = self.repeats if defense.randomized else 1
+        return repeated_misclassification(lambda x: defense.predict(x, batch_size), repeats)
 
     def _base_record(
         self, defense_spec: Spec, trained: TrainedDefense, attack_spec: Spec, attack: Attack, eps: float | None
@@ -393,7 +404,7 @@ class MatrixRunner:
             return
         clean_correct = clean == y
         attacked = clean_correct.nonzero().squeeze(1)
-        model = self.attacked_model(defense, attack)
+        model, criterion = self.attacked_model(defense, attack), self.criterion(defense, attack)
         # Minimisation attacks produce a whole curve from one run; fixed-budget ones run per epsilon.
         groups = [epsilons] if attack.minimization else [[eps] for eps in epsilons]
         for group in groups:
@@ -404,7 +415,7 @@ class MatrixRunner:
             start = time.perf_counter()
             try:
                 with frozen_parameters(model):
-                    self._attack_batches(attack, model, x, y, attacked, group, generator, adversarial, label)
+                    self._attack_batches(attack, model, criterion, x, y, attacked, group, generator, adversarial, label)
             except BenchError as error:
                 self.failures.append(CellFailure(defense_spec.label, attack_spec.label, str(error)))
                 self.reporter.log(f"error: {label}: {error}; no number recorded for this cell")
@@ -436,6 +447,7 @@ class MatrixRunner:
         self,
         attack: Attack,
         model: torch.nn.Module,
+        criterion: Criterion | None,
         x: Tensor,
         y: Tensor,
         attacked: Tensor,
@@ -451,7 +463,7 @@ class MatrixRunner:
             range(0, len(attacked), batch_size), desc=desc, total=-(-len(attacked) // batch_size)
         ):
             index = attacked[first : first + batch_size]
-            curve = attack.run_curve(model, x[index], y[index], epsilons, generator=generator)
+            curve = attack.run_curve(model, x[index], y[index], epsilons, generator=generator, criterion=criterion)
             for target, x_adv in zip(adversarial, curve, strict=True):
                 target[index] = x_adv
 

@@ -208,3 +208,36 @@ def test_torchattacks_adapters_need_image_batches(linear_model, images, labels):
     flat[0].load_state_dict(linear_model[1].state_dict())
     with pytest.raises(BenchError, match=r"\(N, C, H, W\)"):
         build("apgd")(flat, images.flatten(1), labels, 0.1)
+
+
+def test_apgd_keeps_its_highest_loss_iterate_where_it_cannot_fool(linear_model, images, labels):
+    """A budget too small to fool: the example returned is APGD's best iterate, not the clean input."""
+    eps = 0.002
+    x_adv = build("apgd")(linear_model, images, labels, eps, generator=seeded())
+    with torch.no_grad():
+        clean_loss = nn.functional.cross_entropy(linear_model(images), labels, reduction="none")
+        adv_loss = nn.functional.cross_entropy(linear_model(x_adv), labels, reduction="none")
+        standing = linear_model(x_adv).argmax(1) == labels
+    assert standing.sum() > len(labels) // 2
+    assert (adv_loss[standing] > clean_loss[standing]).all()
+    assert perturbation_norms(images, x_adv)[0].max() <= eps + 1e-6
+
+
+def test_autoattack_asks_the_criterion_which_points_are_still_standing(linear_model, images, labels):
+    """The caller's rule decides: points it calls fooled are never attacked again, the others are."""
+    eps, calls = 0.05, []
+
+    def criterion(x_adv: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        calls.append(len(y))
+        return torch.ones(len(y), dtype=torch.bool) if len(calls) == 1 else torch.zeros(len(y), dtype=torch.bool)
+
+    counting = CountingModel(linear_model)
+    build("autoattack")(counting, images, labels, eps, generator=seeded(), criterion=criterion)
+    assert calls == [len(labels)]  # everything fooled after APGD-CE: no later member ran, nothing re-checked
+    never_fooled = CountingModel(linear_model)
+    x_adv = build("autoattack")(
+        never_fooled, images, labels, eps, generator=seeded(), criterion=lambda x, y: torch.zeros(len(y), dtype=bool)
+    )
+    assert never_fooled.examples > counting.examples  # every member attacked every point
+    # Nothing fooled by the rule: every point keeps APGD-CE's example, the ``apgd`` attack's.
+    assert torch.equal(x_adv, build("apgd")(linear_model, images, labels, eps, generator=seeded()))
