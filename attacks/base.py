@@ -17,7 +17,7 @@ from typing import ClassVar, Literal, Protocol, final, runtime_checkable
 import torch
 from torch import Tensor, nn
 
-from attacks.criteria import Criterion, misclassification
+from attacks.criteria import Criterion, Misclassification, misclassification
 from attacks.errors import BenchError, ThreatModelViolation
 from attacks.registry import Plugin, Registry
 
@@ -142,9 +142,18 @@ class Attack(Plugin, ABC):
             check_threat_model(x, x_adv, self.threat_model, eps, attack=self.name)
         return adversarials
 
-    def fooled(self, x_adv: Tensor, y: Tensor) -> Tensor:
-        """Mask of the examples that fool the model under the current call's criterion."""
-        return self._criterion(x_adv, y)
+    def fooled(
+        self, x_adv: Tensor, y: Tensor, *, logits: Tensor | None = None, model: nn.Module | None = None
+    ) -> Tensor:
+        """Mask of the examples that fool the model under the current call's criterion.
+
+        ``logits`` of ``x_adv`` under ``model`` stand in for a new prediction when the criterion is
+        one prediction of that very model, which saves an attack loop a forward pass per step.
+        """
+        criterion = self._criterion
+        if logits is not None and isinstance(criterion, Misclassification) and criterion.model is model:
+            return logits.detach().argmax(dim=1) != y
+        return criterion(x_adv, y)
 
     def _run_curve(
         self, model: nn.Module, x: Tensor, y: Tensor, epsilons: list[float | None], generator: torch.Generator

@@ -18,14 +18,24 @@ from torch import Tensor, nn
 Criterion = Callable[[Tensor, Tensor], Tensor]
 
 
-def misclassification(model: nn.Module) -> Criterion:
-    """Fooled when one prediction of ``model`` differs from the label."""
+class Misclassification:
+    """Fooled when one prediction of ``model`` differs from the label.
 
-    def fooled(x_adv: Tensor, y: Tensor) -> Tensor:
+    Attacks that already have ``model``'s logits of an iterate (from their gradient step) may read
+    the verdict off them instead of calling the criterion: ``criterion.model is model`` tells them so.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+
+    def __call__(self, x_adv: Tensor, y: Tensor) -> Tensor:
         with torch.no_grad():
-            return model(x_adv).argmax(dim=1) != y
+            return self.model(x_adv).argmax(dim=1) != y
 
-    return fooled
+
+def misclassification(model: nn.Module) -> Criterion:
+    """One prediction of ``model`` decides (the criterion of a deterministic model)."""
+    return Misclassification(model)
 
 
 def repeated_misclassification(predict: Callable[[Tensor], Tensor], repeats: int) -> Criterion:

@@ -22,7 +22,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from attacks.base import ATTACKS, Attack
-from attacks.criteria import Criterion, repeated_misclassification
+from attacks.criteria import Criterion, misclassification, repeated_misclassification
 from attacks.errors import BenchError
 from attacks.library_backends import frozen_parameters
 from attacks.registry import Spec
@@ -343,9 +343,15 @@ class MatrixRunner:
         return defense.attack_model(self.config.effective_eot_samples)
 
     def criterion(self, defense: Defense, attack: Attack) -> Criterion | None:
-        """Which examples fool the defense, by the table's rule; a transfer attack judges by its surrogate."""
+        """Which examples fool the defense, by the table's rule; a transfer attack judges by its surrogate.
+
+        A deterministic defense predicting through its deployed module is judged by one prediction of
+        that module, which attacks differentiating the same module can read off their own logits.
+        """
         if attack.surrogate is not None:
             return None
+        if not defense.randomized and type(defense).predict is Defense.predict:
+            return misclassification(defense.deployed_model())
         batch_size = self.config.profile.batch_size
         repeats = self.repeats if defense.randomized else 1
         return repeated_misclassification(lambda x: defense.predict(x, batch_size), repeats)

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from attacks.base import ATTACKS, perturbation_norms
 from attacks.deepfool import deepfool_linf
-from attacks.gradient import cross_entropy_objective, fgsm, input_gradient, pgd_ascent
+from attacks.gradient import cross_entropy_objective, fgsm, input_gradient, pgd_ascent, uniform_start
 from tests.conftest import accuracy
 
 GRADIENT_ATTACKS = [
@@ -101,3 +101,65 @@ def test_minimisation_attack_curve_is_one_run_clipped(linear_model, images, labe
     accuracies = [accuracy(linear_model, x_adv, labels) for x_adv in curve]
     assert accuracies == sorted(accuracies, reverse=True)
     assert accuracies[-1] == 0.0
+
+
+class _CountingModel(torch.nn.Module):
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model, self.examples = model, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.examples += len(x)
+        return self.model(x)
+
+
+def _pgd_keeping_every_fooling_iterate(model, x, y, eps, steps, step_size, generator):
+    """Reference: full-batch PGD for every step, keeping per point the first iterate that fooled the model."""
+    x_adv = (x + (2 * torch.rand(x.shape, generator=generator, dtype=x.dtype) - 1) * eps).clamp(0, 1)
+    kept, fooled = x_adv.clone(), torch.zeros(len(x), dtype=torch.bool)
+    for step in range(steps + 1):
+        with torch.no_grad():
+            now = (model(x_adv).argmax(1) != y) & ~fooled
+        kept[now], fooled = x_adv[now], fooled | now
+        if step < steps:
+            gradient = input_gradient(model, x_adv, y)
+            x_adv = torch.min(torch.max(x_adv + step_size * gradient.sign(), x - eps), x + eps).clamp(0, 1)
+    return torch.where(fooled.view(-1, 1, 1, 1), kept, x_adv)
+
+
+@pytest.mark.parametrize("eps", [0.03, 0.06])
+def test_early_stopping_pgd_equals_pgd_keeping_every_fooling_iterate(linear_model, images, labels, eps):
+    """Points leave the batch once fooled: the same robust accuracy and examples, fewer model evaluations."""
+    model = _CountingModel(linear_model.double())
+    x, steps = images.double(), 10
+    early = ATTACKS.build(f"pgd:steps={steps}:rel_stepsize=0.1", "paper")
+    x_early = early(model, x, labels, eps, generator=torch.Generator().manual_seed(3))
+    evaluated_early, model.examples = model.examples, 0
+    x_full = _pgd_keeping_every_fooling_iterate(
+        model, x, labels, eps, steps, 0.1 * eps, torch.Generator().manual_seed(3)
+    )
+    robust = lambda x_adv: (linear_model(x_adv).argmax(1) == labels).float().mean().item()  # noqa: E731
+    assert 0.0 < robust(x_early) == robust(x_full) < 1.0
+    assert torch.equal(x_early, x_full)
+    assert evaluated_early < len(x) * (steps + 1)  # fooled points stopped costing a forward pass per step
+    plain = ATTACKS.build(f"pgd:steps={steps}:rel_stepsize=0.1:early_stop=false", "paper")
+    x_plain = plain(linear_model, x, labels, eps, generator=torch.Generator().manual_seed(3))
+    assert robust(x_early) <= robust(x_plain)
+
+
+def test_early_stopping_pgd_asks_a_given_criterion(linear_model, images, labels):
+    """A criterion other than the model's own prediction (e.g. the table's repeated rule) decides who stops."""
+    calls = []
+
+    def everything_fooled(x_adv, y):
+        calls.append(len(y))
+        return torch.ones(len(y), dtype=torch.bool)
+
+    attack = ATTACKS.build("pgd:steps=10", "paper")
+    x_adv = attack(linear_model, images, labels, 0.1, generator=seeded(0), criterion=everything_fooled)
+    assert calls == [len(labels)]  # judged once, at the random start, then nothing left to attack
+    assert torch.equal(x_adv, uniform_start(images, 0.1, seeded(0)))
+
+
+def seeded(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)

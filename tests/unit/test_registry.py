@@ -33,7 +33,7 @@ def test_build_applies_profile_then_user_options():
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("pgd:stepz=3", "has no option 'stepz'; valid options: random_start, rel_stepsize, steps"),
+        ("pgd:stepz=3", "has no option 'stepz'; valid options: early_stop, random_start, rel_stepsize, steps"),
         ("pgd:steps=many", "must be a number"),
         ("pgd:steps=0", "steps must be at least 1"),
         ("vae:arch=resnet", "must be one of fc, cnn"),
