@@ -1,4 +1,4 @@
-"""``bench``: run | list | show | check | report.
+"""``bench``: run | perf | list | show | check | report.
 
 User-fixable problems print a one-line ``bench: error: ...`` and exit 2; a run whose cells
 failed their threat-model check exits 1; Ctrl-C exits 130 and keeps every finished cell.
@@ -22,9 +22,8 @@ class _Parser(argparse.ArgumentParser):
         raise BenchError(f"{message} (see bench {self.prog.split()[-1]} --help)")
 
 
-def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    """Options shared by every command that trains and evaluates (run, report)."""
-    parser.add_argument("--profile", default="quick", help="smoke | quick (default) | paper")
+def _add_environment_options(parser: argparse.ArgumentParser) -> None:
+    """Where and on what a command runs (shared by run, report and perf)."""
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (cuda when present)")
     parser.add_argument("--out", type=Path, default=Path("results"), help="results directory (default: results)")
@@ -41,6 +40,12 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         help="MNIST root holding MNIST/raw (default: $BENCH_DATA_DIR or the per-user cache)",
     )
     parser.add_argument("--no-download", action="store_true", help="never download MNIST (also: BENCH_OFFLINE=1)")
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by every command that trains and evaluates (run, report)."""
+    parser.add_argument("--profile", default="quick", help="smoke | quick (default) | paper")
+    _add_environment_options(parser)
     parser.add_argument("--eot-samples", type=int, default=None, help="EOT draws per gradient for randomized defenses")
     parser.add_argument(
         "--repeats", type=int, default=None, help="repeated predictions for randomized defenses (all must be correct)"
@@ -58,10 +63,28 @@ def _add_run(subparsers: argparse._SubParsersAction) -> None:
     _add_run_options(run)
 
 
+def _add_perf(subparsers: argparse._SubParsersAction) -> None:
+    perf = subparsers.add_parser(
+        "perf", help="time the harness against hand-written loops and other libraries (writes perf.csv/.md)"
+    )
+    perf.add_argument(
+        "--sections",
+        default=None,
+        help="comma-separated subset of attacks,deepfool,training,abs,run (default: all but run, which takes hours)",
+    )
+    perf.add_argument("--repeats", type=int, default=5, help="timed rounds per task (median reported; default 5)")
+    perf.add_argument("--batch-size", type=int, default=256, help="images per attacked batch (default 256)")
+    perf.add_argument(
+        "--quick-check", action="store_true", help="tiny training and ABS budgets: checks that it runs (for tests)"
+    )
+    _add_environment_options(perf)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="bench", description="Adversarial-robustness benchmark harness")
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_run(subparsers)
+    _add_perf(subparsers)
     subparsers.add_parser("list", help="list registered defenses and attacks")
     show = subparsers.add_parser("show", help="print the leaderboard of a results directory")
     show.add_argument("--out", type=Path, default=Path("results"))
@@ -253,7 +276,46 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0 if report.ok and not (args.strict and not flagged.empty) else EXIT_FAILED
 
 
-COMMANDS = {"run": _cmd_run, "list": _cmd_list, "show": _cmd_show, "report": _cmd_report, "check": _cmd_check}
+def _cmd_perf(args: argparse.Namespace) -> int:
+    from benchmark.perf.suite import parse_sections, run_perf
+    from benchmark.perf.workbench import PerfSettings
+    from benchmark.runner import ensure_writable, resolve_cache_dir, resolve_device
+
+    sections = parse_sections(args.sections)
+    settings = PerfSettings(
+        device=resolve_device(args.device),
+        cache_dir=resolve_cache_dir(args.cache_dir),
+        data_dir=args.data_dir,
+        download=not args.no_download,
+        seed=args.seed,
+        repeats=_positive(args.repeats, "--repeats"),
+        batch_size=_positive(args.batch_size, "--batch-size"),
+        quick_check=args.quick_check,
+    )
+    ensure_writable(args.out, "--out")
+    ensure_writable(settings.cache_dir, "--cache-dir")
+    command = (
+        f"bench perf --sections {','.join(sections)} --repeats {settings.repeats} --batch-size {settings.batch_size} "
+        f"--device {args.device}" + (" --quick-check" if args.quick_check else "")
+    )
+    try:
+        csv_path, md_path = run_perf(settings, sections, args.out, command)
+    except KeyboardInterrupt:
+        print("\nbench: interrupted; the sections already measured are in perf.csv/perf.md", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(md_path.read_text())
+    print(f"wrote {csv_path} and {md_path}")
+    return 0
+
+
+COMMANDS = {
+    "run": _cmd_run,
+    "perf": _cmd_perf,
+    "list": _cmd_list,
+    "show": _cmd_show,
+    "report": _cmd_report,
+    "check": _cmd_check,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,85 @@
+"""Rows of ``perf.csv``: one per (section, task, contender), with the median and the ratio to a reference."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+
+from benchmark.perf.timing import Timing
+
+COLUMNS = (
+    "section",
+    "task",
+    "contender",
+    "device",
+    "batch",
+    "images_per_s_median",
+    "seconds_median",
+    "repeats",
+    "ratio_to_reference",
+    "note",
+    "robust_accuracy",
+)
+#: The suite's sections; ``run`` (hours on a CPU) is left out unless asked for.
+ATTACKS, DEEPFOOL, TRAINING, ABS, RUN = "attacks", "deepfool", "training", "abs", "run"
+SECTIONS = (ATTACKS, DEEPFOOL, TRAINING, ABS, RUN)
+DEFAULT_SECTIONS = (ATTACKS, DEEPFOOL, TRAINING, ABS)
+#: Notes of measurements whose command failed start with this (their targets count as not met).
+FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Measurement:
+    section: str
+    task: str
+    contender: str
+    device: str
+    batch: float  # images per attacked/predicted batch, or per training step; NaN where it does not apply
+    images_per_s_median: float
+    seconds_median: float
+    repeats: int
+    ratio_to_reference: float  # images/s over the reference contender's (NaN without a reference)
+    note: str = ""
+    robust_accuracy: float = math.nan
+
+
+def from_timings(
+    section: str,
+    task: str,
+    timings: list[Timing],
+    *,
+    device: str,
+    batch: int,
+    images: int | None = None,
+    reference: str | None = None,
+    robust_accuracy: dict[str, float] | None = None,
+    note: str = "",
+) -> list[Measurement]:
+    """One measurement per timing; ``images`` processed per call (default ``batch``), ratios to ``reference``."""
+    images = batch if images is None else images
+    rates = {timing.name: images / timing.median for timing in timings}
+    if reference is not None and reference not in rates:
+        raise ValueError(f"reference {reference!r} is not among the contenders {list(rates)}")
+    robust_accuracy = robust_accuracy or {}
+    return [
+        Measurement(
+            section=section,
+            task=task,
+            contender=timing.name,
+            device=device,
+            batch=batch,
+            images_per_s_median=rates[timing.name],
+            seconds_median=timing.median,
+            repeats=len(timing.seconds),
+            ratio_to_reference=rates[timing.name] / rates[reference] if reference is not None else math.nan,
+            note="; ".join(part for part in (note, timing.contender.note) if part),
+            robust_accuracy=robust_accuracy.get(timing.name, math.nan),
+        )
+        for timing in timings
+    ]
+
+
+def to_frame(measurements: list[Measurement]) -> pd.DataFrame:
+    return pd.DataFrame([asdict(m) for m in measurements], columns=list(COLUMNS))

@@ -1,0 +1,79 @@
+"""``run_perf``: run the chosen sections in order, rewriting ``perf.csv`` / ``perf.md`` after each one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from attacks.errors import BenchError
+from benchmark.perf import measurements as sections
+from benchmark.perf.abs_inference import abs_rows
+from benchmark.perf.attack_contenders import DEEPFOOL_TASK, FGSM_TASK, PGD_TASK, attack_rows
+from benchmark.perf.measurements import Measurement
+from benchmark.perf.report import write_report
+from benchmark.perf.run_wall import run_rows
+from benchmark.perf.training import training_rows
+from benchmark.perf.workbench import PerfSettings, Workbench
+
+SECTION_RUNNERS: dict[str, Callable[[Workbench, str], list[Measurement]]] = {
+    sections.ATTACKS: lambda bench, name: attack_rows(bench, name, [PGD_TASK, FGSM_TASK]),
+    sections.DEEPFOOL: lambda bench, name: attack_rows(bench, name, [DEEPFOOL_TASK]),
+    sections.TRAINING: training_rows,
+    sections.ABS: abs_rows,
+    sections.RUN: run_rows,
+}
+
+
+def parse_sections(text: str | None) -> tuple[str, ...]:
+    """``attacks,deepfool`` -> the sections in the suite's order; None -> the default sections (no ``run``)."""
+    if text is None:
+        return sections.DEFAULT_SECTIONS
+    chosen = {part.strip() for part in text.split(",") if part.strip()}
+    unknown = sorted(chosen - set(sections.SECTIONS))
+    if unknown:
+        raise BenchError(f"unknown perf section {unknown[0]!r}; valid: {', '.join(sections.SECTIONS)}")
+    if not chosen:
+        raise BenchError(f"no perf section selected; valid: {', '.join(sections.SECTIONS)}")
+    return tuple(section for section in sections.SECTIONS if section in chosen)
+
+
+def kept_rows(csv_path: Path, chosen: tuple[str, ...]) -> list[Measurement]:
+    """Rows of an earlier ``perf.csv`` for the sections not measured now (e.g. ``run``, measured on its own)."""
+    if not csv_path.exists():
+        return []
+    try:
+        frame = pd.read_csv(csv_path, keep_default_na=False, na_values=[""])
+        frame["note"] = frame["note"].fillna("").astype(str)
+        rows = [Measurement(**record) for record in frame[list(sections.COLUMNS)].to_dict("records")]
+    except (ValueError, KeyError, TypeError, pd.errors.ParserError) as error:
+        raise BenchError(f"{csv_path} is not a perf CSV ({error}); remove it or choose another --out") from None
+    return [row for row in rows if row.section in sections.SECTIONS and row.section not in chosen]
+
+
+def run_perf(settings: PerfSettings, chosen: tuple[str, ...], out_dir: Path, command: str) -> tuple[Path, Path]:
+    """Measure ``chosen`` sections, keeping an earlier ``perf.csv``'s other sections; returns the two paths.
+
+    Both files are rewritten after every section, so an interrupted suite keeps what it measured.
+    """
+    bench = Workbench(settings)
+    kept = kept_rows(Path(out_dir) / "perf.csv", chosen)
+    measured: list[Measurement] = []
+    paths = Path(out_dir) / "perf.csv", Path(out_dir) / "perf.md"
+    for section in chosen:
+        measured += SECTION_RUNNERS[section](bench, section)
+        paths = write_report(
+            sort_rows(kept + measured),
+            out_dir,
+            settings.device,
+            command,
+            settings.repeats,
+            kept=tuple(dict.fromkeys(row.section for row in kept)),
+        )
+    return paths
+
+
+def sort_rows(rows: list[Measurement]) -> list[Measurement]:
+    """Sections in the suite's order (the order of rows within a section is kept)."""
+    return sorted(rows, key=lambda row: sections.SECTIONS.index(row.section))

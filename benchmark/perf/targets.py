@@ -1,0 +1,101 @@
+"""The issue's done-when targets, evaluated from the measurements (never from fixed numbers).
+
+A target is *met* or *not met* from its rows, or *not measured* when its section did not run.
+"Identical robust accuracy" of two PGD contenders means at most ``SAME_ROBUST_ACCURACY`` apart.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+
+from benchmark.perf import attack_contenders as attacks
+from benchmark.perf import measurements as sections
+from benchmark.perf import run_wall, training
+from benchmark.perf.measurements import FAILED
+
+MET, NOT_MET, NOT_MEASURED = "met", "not met", "not measured"
+SAME_ROBUST_ACCURACY = 0.01
+PGD_RATIO_OFF, PGD_RATIO_ON = 0.95, 3.0
+DEEPFOOL_RATIO_FOOLBOX, DEEPFOOL_RATIO_ART = 1.0, 3.0
+TRAINING_SLOWDOWN = 1.1
+RUN_SECONDS = {"cold": 30 * 60, "warm": 5 * 60, "stored": 10}
+
+
+@dataclass(frozen=True)
+class Target:
+    target: str
+    measured: str
+    status: str
+
+
+def _row(frame: pd.DataFrame, section: str, task: str, contender: str) -> pd.Series | None:
+    rows = frame[(frame["section"] == section) & (frame["task"] == task) & (frame["contender"] == contender)]
+    return None if rows.empty else rows.iloc[0]
+
+
+def _status(ok: bool) -> str:
+    return MET if ok else NOT_MET
+
+
+def _pgd(frame: pd.DataFrame, contender: str, threshold: float, label: str) -> Target:
+    target = f"harness PGD-40 ({label}) ≥ {threshold:g}× the hand loop on cnn, at identical robust accuracy"
+    row, hand = (_row(frame, sections.ATTACKS, attacks.PGD_TASK, name) for name in (contender, attacks.HAND_LOOP))
+    if row is None or hand is None:
+        return Target(target, "–", NOT_MEASURED)
+    ratio, accuracy, hand_accuracy = row["ratio_to_reference"], row["robust_accuracy"], hand["robust_accuracy"]
+    same = abs(accuracy - hand_accuracy) <= SAME_ROBUST_ACCURACY
+    measured = f"{ratio:.2f}× (robust accuracy {100 * accuracy:.1f} % vs hand loop {100 * hand_accuracy:.1f} %)"
+    return Target(target, measured, _status(ratio >= threshold and same))
+
+
+def _deepfool(frame: pd.DataFrame, other: str, threshold: float) -> Target:
+    target = f"harness DeepFool ≥ {threshold:g}× {other}"
+    row, reference = (_row(frame, sections.DEEPFOOL, attacks.DEEPFOOL_TASK, name) for name in (attacks.HARNESS, other))
+    if row is None or reference is None:
+        return Target(target, "–", NOT_MEASURED)
+    ratio = row["images_per_s_median"] / reference["images_per_s_median"]
+    return Target(target, f"{ratio:.2f}×", _status(ratio >= threshold))
+
+
+def _training(frame: pd.DataFrame, arch: str, mode: str) -> Target:
+    task = training.task_name(arch, mode)
+    target = f"{task} training within {TRAINING_SLOWDOWN:g}× of the hand loop"
+    row = _row(frame, sections.TRAINING, task, training.HARNESS)
+    if row is None or math.isnan(row["ratio_to_reference"]):
+        return Target(target, "–", NOT_MEASURED)
+    slowdown = 1 / row["ratio_to_reference"]
+    return Target(target, f"{slowdown:.2f}× the hand loop's time", _status(slowdown <= TRAINING_SLOWDOWN))
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def _run(frame: pd.DataFrame, phase: str) -> Target:
+    limit = RUN_SECONDS[phase]
+    target = f"`{run_wall.TASK}` {phase} ≤ {_duration(limit)}"
+    row = _row(frame, sections.RUN, run_wall.TASK, phase)
+    if row is None:
+        return Target(target, "–", NOT_MEASURED)
+    failed = str(row["note"]).startswith(FAILED)
+    measured = _duration(row["seconds_median"]) + (f" ({row['note']})" if failed else "")
+    return Target(target, measured, _status(not failed and row["seconds_median"] <= limit))
+
+
+TARGETS: list[Callable[[pd.DataFrame], Target]] = [
+    lambda f: _pgd(f, attacks.HARNESS, PGD_RATIO_OFF, "early stopping off"),
+    lambda f: _pgd(f, attacks.HARNESS_EARLY_STOP, PGD_RATIO_ON, "early stopping on"),
+    lambda f: _deepfool(f, attacks.FOOLBOX, DEEPFOOL_RATIO_FOOLBOX),
+    lambda f: _deepfool(f, attacks.ART, DEEPFOOL_RATIO_ART),
+    *(lambda f, a=arch, m=mode: _training(f, a, m) for arch in training.ARCHS for mode in training.MODES),
+    *(lambda f, p=phase: _run(f, p) for phase in run_wall.PHASES),
+]
+
+
+def evaluate_targets(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per target: what it asks, what was measured, and met / not met / not measured."""
+    return pd.DataFrame([asdict(evaluate(frame)) for evaluate in TARGETS], columns=["target", "measured", "status"])

@@ -1,0 +1,127 @@
+"""What the perf sections share: settings, the MNIST slices, the trained ``cnn``, a silent FitContext."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import torch
+from torch import nn
+
+from attacks.registry import Spec
+from benchmark.checkpoints import CheckpointCache, CorruptCheckpoint
+from benchmark.config import RunConfig, get_profile
+from benchmark.data import load_mnist, make_slices, resolve_data_dir
+from benchmark.provenance import describe_device
+from benchmark.runner import DefenseTrainer, Reporter
+from defenses.base import Defense, Split
+
+T = TypeVar("T")
+#: Cached ``cnn`` checkpoints are looked for in this order; without one, the cheapest profile is trained.
+CNN_PROFILES = ("paper", "quick", "smoke")
+
+
+@dataclass(frozen=True)
+class PerfSettings:
+    device: torch.device
+    cache_dir: Path
+    data_dir: Path | None = None
+    download: bool = True
+    seed: int = 0
+    repeats: int = 5
+    batch_size: int = 256
+    quick_check: bool = False  # tiny budgets: checks that every contender runs, numbers are not meaningful
+
+
+@dataclass
+class QuietContext:
+    """A ``FitContext`` that shows and logs nothing (training loops are timed, not watched)."""
+
+    device: torch.device
+    seed: int
+
+    def generator(self) -> torch.Generator:
+        return torch.Generator(device=self.device).manual_seed(self.seed)
+
+    def dependency(self, name: str) -> Defense:
+        raise RuntimeError(f"perf trains no dependency (asked for {name!r})")
+
+    def progress(self, iterable: Iterable[T], *, desc: str, total: int | None = None) -> Iterable[T]:
+        return iterable
+
+    def log(self, message: str) -> None:
+        pass
+
+
+def log(message: str) -> None:
+    print(f"perf: {message}", file=sys.stderr, flush=True)
+
+
+class Workbench:
+    """Lazily loaded data and models for the sections, on the settings' device."""
+
+    def __init__(self, settings: PerfSettings) -> None:
+        self.settings = settings
+        self.device = settings.device
+        self.device_name = describe_device(settings.device)
+
+    @functools.cached_property
+    def mnist(self) -> tuple[Split, Split]:
+        s = self.settings
+        return load_mnist(resolve_data_dir(s.data_dir), download=s.download, cache_dir=s.cache_dir)
+
+    def test_batch(self, n: int) -> Split:
+        """``n`` test images of the seeded test slice, on the device."""
+        return make_slices(*self.mnist, 0, 0, n, self.settings.seed).test.to(self.device)
+
+    def train_images(self, n: int) -> Split:
+        """The first ``n`` images of the seeded training split, on the device."""
+        return make_slices(*self.mnist, n, 0, 0, self.settings.seed).train.to(self.device)
+
+    def context(self) -> QuietContext:
+        return QuietContext(self.device, self.settings.seed)
+
+    def _trainer(self, profile: str) -> DefenseTrainer:
+        s, p = self.settings, get_profile(profile)
+        config = RunConfig(
+            defenses=(Spec("cnn"),),
+            attacks=(),
+            epsilons=p.epsilons,
+            profile=p,
+            seed=s.seed,
+            device=str(s.device),
+            cache_dir=s.cache_dir,
+            data_dir=s.data_dir,
+            download=s.download,
+            progress=False,
+        )
+        cache = CheckpointCache(s.cache_dir)
+        return DefenseTrainer(
+            config,
+            lambda: make_slices(*self.mnist, p.n_train, p.n_val, p.n_test, s.seed),
+            cache,
+            s.device,
+            Reporter(False),
+        )
+
+    @functools.cached_property
+    def cnn(self) -> tuple[nn.Module, str]:
+        """The trained ``cnn`` (eval mode) and where it came from: the cache, or trained now at ``smoke``."""
+        spec = Spec("cnn")
+        for profile in CNN_PROFILES:
+            trainer = self._trainer(profile)
+            key = trainer.key(spec)
+            try:
+                if trainer.cache.load(spec.name, key) is None:
+                    continue
+            except CorruptCheckpoint:
+                continue
+            model = trainer.trained(spec).defense.deployed_model().eval()
+            return model, f"cnn: cached checkpoint, profile {profile}"
+        log(f"no cached cnn checkpoint in {self.settings.cache_dir}; training one at the smoke profile")
+        trained = self._trainer(CNN_PROFILES[-1]).trained(spec)
+        return trained.defense.deployed_model().eval(), f"cnn: trained now, profile {CNN_PROFILES[-1]}"
