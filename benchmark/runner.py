@@ -432,7 +432,10 @@ class MatrixRunner:
             torch.manual_seed(seed)
             for eps, x_adv in zip(group, adversarial, strict=True):
                 predictions = _repeated_predictions(defense, x_adv, y, self.repeats, self.config.profile.batch_size)
-                predictions = torch.where(clean_correct, predictions, clean)
+                # An input the attack left untouched keeps its clean verdict: drawing a randomized defense
+                # again on the same input would count its sampling noise twice (ε = 0 would fall below clean).
+                untouched = (x_adv == x).flatten(1).all(dim=1)
+                predictions = torch.where(clean_correct & ~untouched, predictions, clean)
                 record = self._base_record(defense_spec, trained, attack_spec, attack, eps)
                 record.update(cell_metrics(y, clean_correct, predictions, x, x_adv))
                 record.update(defense.evaluation_metrics(x[attacked], x_adv[attacked]))

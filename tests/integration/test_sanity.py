@@ -85,3 +85,29 @@ def test_flags_fire_on_broken_defenses_and_not_on_a_sound_one(bench, tmp_path, b
     code, stdout, _ = bench("check", "--baseline", str(out / "leaderboard.csv"), "--run", str(out), "--strict")
     assert code == 1 and "Sanity flags (--strict)" in stdout and "test.quantised" in stdout
     assert "⚑masked" in (out / "leaderboard.md").read_text()
+
+
+class NoisyDeclared(_WrappedCNN):
+    """The same noise, declared: evaluated with EOT and repeated predictions."""
+
+    preprocess = _Noise
+
+    @property
+    def randomized(self) -> bool:
+        return True
+
+
+def test_eps0_reproduces_clean_accuracy_of_a_randomized_defense(bench, tmp_path, monkeypatch):
+    """An untouched input keeps its clean verdict instead of facing the defense's noise a second time."""
+    DEFENSES.names()
+    monkeypatch.setattr(NoisyDeclared, "name", "test.declared")
+    monkeypatch.setitem(DEFENSES._classes, "test.declared", NoisyDeclared)
+    out = tmp_path / "out"
+    args = ("--defenses", "test.declared", "--attacks", "fgsm", "--eps", "0,0.1", "--repeats", "5")
+    assert bench("run", *args, "--out", str(out))[0] == 0
+    frame = leaderboard(out).fillna({"flags": ""}).set_index(["attack", "eps"])
+    clean = frame.loc[("fgsm", 0.0), "clean_accuracy"]
+    assert 0.2 < clean < 0.95  # the noise makes repeated predictions disagree, so double counting would show
+    assert frame.loc[("fgsm", 0.0), "robust_accuracy"] == clean
+    assert "eps0" not in frame.loc[("fgsm", 0.0), "flags"]
+    assert frame.loc[("fgsm", 0.1), "robust_accuracy"] < clean
