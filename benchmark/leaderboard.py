@@ -75,9 +75,26 @@ FLAG_LEGEND = (
 )
 
 
+#: What makes two records the same cell of a table; of several, the latest ``created`` is shown.
+CELL_IDENTITY = ["profile", "seed", "defense", "attack", "eps", "n", "eot_samples", "prediction_repeats"]
+
+
+def latest_records(frame: pd.DataFrame) -> pd.DataFrame:
+    """One record per table cell: the latest computed.
+
+    A store keeps records of earlier code (an attack's new option or revision changes its cell key,
+    and the cell is recomputed under the new key); tables show the newest and drop what it superseded.
+    """
+    identity = [column for column in CELL_IDENTITY if column in frame]
+    if "created" not in frame or frame.empty:
+        return frame
+    latest = frame.sort_values("created", kind="stable").drop_duplicates(identity, keep="last")
+    return frame.loc[frame.index.isin(latest.index)]
+
+
 def records_to_frame(records: list[dict]) -> pd.DataFrame:
-    """The store's records plus the derived per-sample worst-case rows, with sanity flags."""
-    frame = pd.DataFrame.from_records(records)
+    """The store's latest record of every cell plus the derived per-sample worst-case rows, with sanity flags."""
+    frame = latest_records(pd.DataFrame.from_records(records))
     for column in COLUMNS:
         if column not in frame:
             frame[column] = pd.NA

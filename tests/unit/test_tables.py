@@ -77,3 +77,13 @@ def test_floor_and_missing_cells():
     assert report.missing[["defense", "attack"]].values.tolist() == [["vae", "pgd"]]
     improved = pd.DataFrame([record("cnn", "pgd", 0.1, 0.5), record("vae", "pgd", 0.1, 0.9)])
     assert compare(baseline, improved).ok
+
+
+def test_a_recomputed_cell_supersedes_the_record_of_earlier_code():
+    """Same cell under a new key (e.g. an attack's new revision): the table shows the newest record only."""
+    old = {**record("cnn", "pgd", 0.1, 0.75), "cell_key": "old", "created": "2026-11-20T10:00:00+00:00"}
+    new = {**record("cnn", "pgd", 0.1, 0.70), "cell_key": "new", "created": "2026-11-21T10:00:00+00:00"}
+    other_eps = {**record("cnn", "pgd", 0.3, 0.0), "cell_key": "x", "created": "2026-11-19T10:00:00+00:00"}
+    frame = records_to_frame([new, old, other_eps])
+    pgd = frame[frame["attack"] == "pgd"].set_index("eps")
+    assert len(pgd) == 2 and pgd.loc[0.1, "cell_key"] == "new" and pgd.loc[0.1, "robust_accuracy"] == 0.70
