@@ -155,6 +155,15 @@ class Attack(Plugin, ABC):
             return logits.detach().argmax(dim=1) != y
         return criterion(x_adv, y)
 
+    def can_stop_early(self) -> bool:
+        """Whether a point the criterion calls fooled is fooled for good, so the attack may stop on it.
+
+        Not under a stochastic criterion (a randomized defense): stopping at the first draw that errs
+        keeps borderline examples that the table's fresh draws often classify correctly.  Measured on
+        the quick ``vae``: PGD-40 at ε 0.08 left 62.5 % robust with such stopping, 11.5 % without.
+        """
+        return not getattr(self._criterion, "stochastic", False)
+
     def _run_curve(
         self, model: nn.Module, x: Tensor, y: Tensor, epsilons: list[float | None], generator: torch.Generator
     ) -> list[Tensor]:

@@ -38,19 +38,29 @@ def misclassification(model: nn.Module) -> Criterion:
     return Misclassification(model)
 
 
-def repeated_misclassification(predict: Callable[[Tensor], Tensor], repeats: int) -> Criterion:
+class RepeatedMisclassification:
     """Fooled when any of ``repeats`` predictions (logits from ``predict``) differs from the label.
 
     The leaderboard's rule for randomized defenses: a point is robust only if every repeat is correct.
+    ``stochastic`` says the verdict is itself drawn (a randomized ``predict``): a point it calls fooled
+    may pass the table's fresh draws, so attacks must not stop on it (see ``Attack.can_stop_early``).
     """
-    if repeats < 1:
-        raise ValueError("repeats must be at least 1")
 
-    def fooled(x_adv: Tensor, y: Tensor) -> Tensor:
+    def __init__(self, predict: Callable[[Tensor], Tensor], repeats: int, *, stochastic: bool) -> None:
+        if repeats < 1:
+            raise ValueError("repeats must be at least 1")
+        self.predict, self.repeats, self.stochastic = predict, repeats, stochastic
+
+    def __call__(self, x_adv: Tensor, y: Tensor) -> Tensor:
         with torch.no_grad():
             wrong = torch.zeros(len(y), dtype=torch.bool, device=y.device)
-            for _ in range(repeats):
-                wrong |= predict(x_adv).argmax(dim=1) != y
+            for _ in range(self.repeats):
+                wrong |= self.predict(x_adv).argmax(dim=1) != y
         return wrong
 
-    return fooled
+
+def repeated_misclassification(
+    predict: Callable[[Tensor], Tensor], repeats: int, *, stochastic: bool = True
+) -> Criterion:
+    """The table's rule over ``repeats`` predictions (see ``RepeatedMisclassification``)."""
+    return RepeatedMisclassification(predict, repeats, stochastic=stochastic)

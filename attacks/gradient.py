@@ -83,8 +83,9 @@ class PGDConfig:
     """Iterative budget; the step is ``rel_stepsize * eps`` (Madry: 40 steps of 0.01 at eps 0.3).
 
     With ``early_stop`` a point leaves the batch at the first iterate that fools the model (by the
-    call's criterion) and keeps that iterate; without it every point runs every step and the last
-    iterate is returned, as in Madry et al.
+    call's criterion) and keeps that iterate; without it, or under a stochastic criterion (a randomized
+    defense, see ``Attack.can_stop_early``), every point runs every step and the last iterate is
+    returned, as in Madry et al.
     """
 
     steps: int = 40
@@ -108,11 +109,13 @@ class PGD(Attack):
     description = "Projected gradient descent, L∞, random start, points leave once fooled (native torch)"
     Config = PGDConfig
     profile_overrides = PGD_PROFILE_OVERRIDES
+    #: 1: no early stopping under a stochastic criterion (cells of the first early-stopping code are stale).
+    revision = 1
 
     def _run(self, model: nn.Module, x: Tensor, y: Tensor, eps: float, generator: torch.Generator) -> Tensor:
         cfg: PGDConfig = self.config
         step_size = cfg.rel_stepsize * eps
-        if not cfg.early_stop:
+        if not (cfg.early_stop and self.can_stop_early()):
             return pgd_ascent(
                 cross_entropy_objective(model, y),
                 x,

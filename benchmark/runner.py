@@ -354,7 +354,8 @@ class MatrixRunner:
             return misclassification(defense.deployed_model())
         batch_size = self.config.profile.batch_size
         repeats = self.repeats if defense.randomized else 1
-        return repeated_misclassification(lambda x: defense.predict(x, batch_size), repeats)
+        predict = lambda x: defense.predict(x, batch_size)  # noqa: E731
+        return repeated_misclassification(predict, repeats, stochastic=defense.randomized)
 
     def _base_record(
         self, defense_spec: Spec, trained: TrainedDefense, attack_spec: Spec, attack: Attack, eps: float | None

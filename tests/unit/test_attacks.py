@@ -163,3 +163,15 @@ def test_early_stopping_pgd_asks_a_given_criterion(linear_model, images, labels)
 
 def seeded(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
+
+
+def test_pgd_does_not_stop_on_a_stochastic_verdict(linear_model, images, labels):
+    """A randomized defense's verdict is drawn: PGD then runs every step, as without early stopping."""
+    from attacks.criteria import repeated_misclassification
+
+    noisy_verdict = repeated_misclassification(lambda x: linear_model(x), 3, stochastic=True)
+    x_adv = ATTACKS.build("pgd:steps=10", "paper")(
+        linear_model, images, labels, 0.05, generator=seeded(1), criterion=noisy_verdict
+    )
+    plain = ATTACKS.build("pgd:steps=10:early_stop=false", "paper")
+    assert torch.equal(x_adv, plain(linear_model, images, labels, 0.05, generator=seeded(1)))

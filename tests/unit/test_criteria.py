@@ -75,6 +75,7 @@ def test_runner_hands_attacks_the_tables_repeated_prediction_rule(tmp_path):
     """A point right only some of the time is fooled under 20 repeats, as the table would count it."""
     criterion = _runner(tmp_path, 20).criterion(_CoinFlipDefense(), ATTACKS.build("autoattack", "smoke"))
     assert criterion(torch.zeros(2, 1), torch.tensor([1, 1])).tolist() == [True, False]
+    assert criterion.stochastic  # attacks must not stop on a drawn verdict
     transfer = _runner(tmp_path, 20).criterion(_CoinFlipDefense(), ATTACKS.build("transfer", "smoke"))
     assert transfer is None  # a transfer attack judges by its own surrogate
 
