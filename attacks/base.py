@@ -17,7 +17,7 @@ from typing import ClassVar, Literal, Protocol, final, runtime_checkable
 import torch
 from torch import Tensor, nn
 
-from attacks.criteria import Criterion, Misclassification, misclassification
+from attacks.criteria import Criterion, Misclassification
 from attacks.errors import BenchError, ThreatModelViolation
 from attacks.registry import Plugin, Registry
 
@@ -133,7 +133,7 @@ class Attack(Plugin, ABC):
             raise BenchError("attack inputs must be floating-point images in [0, 1]")
         if generator is None:
             generator = torch.Generator(device=x.device).manual_seed(0)
-        self._criterion = criterion if criterion is not None else misclassification(model)
+        self._criterion = criterion if criterion is not None else Misclassification(model)
         try:
             adversarials = self._run_curve(model, x, y, epsilons, generator)
         finally:

@@ -25,17 +25,14 @@ class Misclassification:
     the verdict off them instead of calling the criterion: ``criterion.model is model`` tells them so.
     """
 
+    stochastic = False
+
     def __init__(self, model: nn.Module) -> None:
         self.model = model
 
     def __call__(self, x_adv: Tensor, y: Tensor) -> Tensor:
         with torch.no_grad():
             return self.model(x_adv).argmax(dim=1) != y
-
-
-def misclassification(model: nn.Module) -> Criterion:
-    """One prediction of ``model`` decides (the criterion of a deterministic model)."""
-    return Misclassification(model)
 
 
 class RepeatedMisclassification:
@@ -46,7 +43,7 @@ class RepeatedMisclassification:
     may pass the table's fresh draws, so attacks must not stop on it (see ``Attack.can_stop_early``).
     """
 
-    def __init__(self, predict: Callable[[Tensor], Tensor], repeats: int, *, stochastic: bool) -> None:
+    def __init__(self, predict: Callable[[Tensor], Tensor], repeats: int, *, stochastic: bool = True) -> None:
         if repeats < 1:
             raise ValueError("repeats must be at least 1")
         self.predict, self.repeats, self.stochastic = predict, repeats, stochastic
@@ -57,10 +54,3 @@ class RepeatedMisclassification:
             for _ in range(self.repeats):
                 wrong |= self.predict(x_adv).argmax(dim=1) != y
         return wrong
-
-
-def repeated_misclassification(
-    predict: Callable[[Tensor], Tensor], repeats: int, *, stochastic: bool = True
-) -> Criterion:
-    """The table's rule over ``repeats`` predictions (see ``RepeatedMisclassification``)."""
-    return RepeatedMisclassification(predict, repeats, stochastic=stochastic)

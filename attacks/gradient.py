@@ -129,10 +129,11 @@ class PGD(Attack):
         active = torch.arange(len(x), device=x.device)
         for step in range(cfg.steps + 1):
             inputs = x_adv[active].detach().requires_grad_(True)
-            with torch.enable_grad():
+            last = step == cfg.steps
+            with torch.set_grad_enabled(not last):  # the last iterate is only judged, not stepped from
                 logits = model(inputs)
             standing = ~self.fooled(inputs.detach(), y[active], logits=logits, model=model)
-            if step == cfg.steps or not standing.any():
+            if last or not standing.any():
                 break
             loss = F.cross_entropy(logits[standing], y[active[standing]], reduction="sum")
             (grad,) = torch.autograd.grad(loss, inputs)

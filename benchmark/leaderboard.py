@@ -85,11 +85,10 @@ def latest_records(frame: pd.DataFrame) -> pd.DataFrame:
     A store keeps records of earlier code (an attack's new option or revision changes its cell key,
     and the cell is recomputed under the new key); tables show the newest and drop what it superseded.
     """
-    identity = [column for column in CELL_IDENTITY if column in frame]
     if "created" not in frame or frame.empty:
         return frame
-    latest = frame.sort_values("created", kind="stable").drop_duplicates(identity, keep="last")
-    return frame.loc[frame.index.isin(latest.index)]
+    identity = [column for column in CELL_IDENTITY if column in frame]
+    return frame.sort_values("created", kind="stable").drop_duplicates(identity, keep="last").sort_index()
 
 
 def records_to_frame(records: list[dict]) -> pd.DataFrame:

@@ -22,7 +22,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from attacks.base import ATTACKS, Attack
-from attacks.criteria import Criterion, misclassification, repeated_misclassification
+from attacks.criteria import Criterion, Misclassification, RepeatedMisclassification
 from attacks.errors import BenchError
 from attacks.library_backends import frozen_parameters
 from attacks.registry import Spec
@@ -228,8 +228,13 @@ def attack_access(attack: Attack) -> str:
     return "query" if "queries" in attack.requires else "none"
 
 
+def prediction_repeats(defense: Defense, repeats: int) -> int:
+    """How many predictions the table's rule draws per point: ``repeats`` for a randomized defense, else one."""
+    return repeats if defense.randomized else 1
+
+
 def _repeated_predictions(defense: Defense, x: Tensor, y: Tensor, repeats: int, batch_size: int) -> Tensor:
-    repeats = repeats if defense.randomized else 1
+    repeats = prediction_repeats(defense, repeats)
     predictions = torch.stack([defense.predict(x, batch_size).argmax(dim=1) for _ in range(repeats)])
     return robust_predictions(predictions, y)
 
@@ -351,11 +356,12 @@ class MatrixRunner:
         if attack.surrogate is not None:
             return None
         if not defense.randomized and type(defense).predict is Defense.predict:
-            return misclassification(defense.deployed_model())
+            return Misclassification(defense.deployed_model())
         batch_size = self.config.profile.batch_size
-        repeats = self.repeats if defense.randomized else 1
         predict = lambda x: defense.predict(x, batch_size)  # noqa: E731
-        return repeated_misclassification(predict, repeats, stochastic=defense.randomized)
+        return RepeatedMisclassification(
+            predict, prediction_repeats(defense, self.repeats), stochastic=defense.randomized
+        )
 
     def _base_record(
         self, defense_spec: Spec, trained: TrainedDefense, attack_spec: Spec, attack: Attack, eps: float | None
@@ -377,7 +383,7 @@ class MatrixRunner:
             **{f"train_{name}": value for name, value in trained.summary.items()},
             "randomized": defense.randomized,
             "eot_samples": cfg.effective_eot_samples if defense.randomized else 1,
-            "prediction_repeats": self.repeats if defense.randomized else 1,
+            "prediction_repeats": prediction_repeats(defense, self.repeats),
             **self._diagnostics.get(defense_spec.label, {}),
             "device": describe_device(self.device),
             "library_versions": library_versions(),

@@ -167,9 +167,9 @@ def seeded(seed: int) -> torch.Generator:
 
 def test_pgd_does_not_stop_on_a_stochastic_verdict(linear_model, images, labels):
     """A randomized defense's verdict is drawn: PGD then runs every step, as without early stopping."""
-    from attacks.criteria import repeated_misclassification
+    from attacks.criteria import RepeatedMisclassification
 
-    noisy_verdict = repeated_misclassification(lambda x: linear_model(x), 3, stochastic=True)
+    noisy_verdict = RepeatedMisclassification(lambda x: linear_model(x), 3, stochastic=True)
     x_adv = ATTACKS.build("pgd:steps=10", "paper")(
         linear_model, images, labels, 0.05, generator=seeded(1), criterion=noisy_verdict
     )

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from attacks.base import ATTACKS
-from attacks.criteria import misclassification, repeated_misclassification
+from attacks.criteria import Misclassification, RepeatedMisclassification
 from attacks.registry import Spec
 from benchmark.config import RunConfig, get_profile
 from benchmark.runner import MatrixRunner
@@ -19,7 +19,7 @@ def test_misclassification_compares_one_prediction_with_the_label():
     model = nn.Flatten()  # logits = the pixels: the class is the brightest pixel
     x = torch.zeros(3, 10)
     x[0, 2], x[1, 5], x[2, 7] = 1.0, 1.0, 1.0
-    assert misclassification(model)(x, torch.tensor([2, 4, 7])).tolist() == [False, True, False]
+    assert Misclassification(model)(x, torch.tensor([2, 4, 7])).tolist() == [False, True, False]
 
 
 def test_repeated_misclassification_is_fooled_when_any_repeat_is_wrong():
@@ -34,15 +34,15 @@ def test_repeated_misclassification_is_fooled_when_any_repeat_is_wrong():
             predictions[1] = 9
         return one_hot_logits(predictions)
 
-    assert repeated_misclassification(predict, 2)(torch.zeros(3, 1), y).tolist() == [False, False, False]
+    assert RepeatedMisclassification(predict, 2)(torch.zeros(3, 1), y).tolist() == [False, False, False]
     draws.clear()
-    assert repeated_misclassification(predict, 3)(torch.zeros(3, 1), y).tolist() == [False, True, False]
+    assert RepeatedMisclassification(predict, 3)(torch.zeros(3, 1), y).tolist() == [False, True, False]
     assert draws == [3, 3, 3]
 
 
 def test_repeated_misclassification_needs_a_repeat():
     with pytest.raises(ValueError, match="repeats"):
-        repeated_misclassification(lambda x: x, 0)
+        RepeatedMisclassification(lambda x: x, 0)
 
 
 class _CoinFlipDefense:
