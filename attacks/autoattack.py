@@ -122,18 +122,8 @@ class AutoAttack(Attack):
         if x.ndim != 4:
             raise BenchError(f"AutoAttack needs (N, C, H, W) images; got shape {tuple(x.shape)}")
         with library_session(model, x, generator) as (locked, seed):
-            first, *others = self._members(locked, x, eps, seed)
-            x_adv = run_member(first, x, y)
-            standing = ~self.fooled(x_adv, y)
-            for member in others:
-                if not standing.any():
-                    break
-                index = standing.nonzero().squeeze(1)
-                candidates = run_member(member, x[index], y[index])
-                fooled = self.fooled(candidates, y[index])
-                x_adv[index[fooled]] = candidates[fooled]
-                standing[index[fooled]] = False
-        return x_adv
+            members = self._members(locked, x, eps, seed)
+            return self.until_fooled((functools.partial(run_member, member) for member in members), x, y)
 
     def _members(self, model: nn.Module, x: Tensor, eps: float, seed: int) -> list[Any]:
         """APGD-CE, APGD-T, FAB-T and Square with the standard settings and this profile's budgets."""

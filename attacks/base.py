@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import ClassVar, Literal, Protocol, final, runtime_checkable
 
 import torch
@@ -154,6 +154,27 @@ class Attack(Plugin, ABC):
         if logits is not None and isinstance(criterion, Misclassification) and criterion.model is model:
             return logits.detach().argmax(dim=1) != y
         return criterion(x_adv, y)
+
+    def until_fooled(self, members: Iterable[Callable[[Tensor, Tensor], Tensor]], x: Tensor, y: Tensor) -> Tensor:
+        """Run ``members`` (each ``(x, y) -> x_adv``) in order, each only on the points still standing.
+
+        The criterion decides which points are fooled.  A point keeps the first example that fools it;
+        one that no member fools keeps the first member's example.  This is AutoAttack's composition.
+        """
+        x_adv: Tensor | None = None
+        standing = torch.ones(len(x), dtype=torch.bool, device=x.device)
+        for member in members:
+            index = standing.nonzero().squeeze(1)
+            if not len(index):
+                break
+            candidates = member(x[index], y[index])
+            fooled = self.fooled(candidates, y[index])
+            if x_adv is None:
+                x_adv = candidates.clone()
+            else:
+                x_adv[index[fooled]] = candidates[fooled]
+            standing[index[fooled]] = False
+        return x.clone() if x_adv is None else x_adv
 
     def can_stop_early(self) -> bool:
         """Whether a point the criterion calls fooled is fooled for good, so the attack may stop on it.

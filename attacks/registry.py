@@ -36,6 +36,11 @@ class Plugin:
     description: ClassVar[str] = ""
     Config: ClassVar[type] = NoOptions
     profile_overrides: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    #: False for plugins composed of others (running them under ``all`` would repeat their parts).
+    selected_by_all: ClassVar[bool] = True
+
+    #: The profile the plugin was built for (a composite plugin builds its parts for the same one).
+    profile: str = "paper"
 
     def __init__(self, config: Any = None) -> None:
         self.config = config if config is not None else self.Config()
@@ -175,7 +180,9 @@ class Registry(Generic[P]):
             config = cls.Config(**values)
         except (TypeError, ValueError) as error:
             raise BenchError(f"bad options for {self.kind} {spec.name!r}: {error}") from None
-        return cls(config)
+        plugin = cls(config)
+        plugin.profile = profile
+        return plugin
 
     def expand(self, text: str) -> list[Spec]:
         """Parse a comma-separated selection; ``all`` stands for every registered name."""
@@ -194,6 +201,6 @@ class Registry(Generic[P]):
         return list(dict.fromkeys(specs))
 
     def primary_names(self) -> list[str]:
-        """Names that are not aliases of another entry (what ``all`` selects)."""
+        """What ``all`` selects: names that are not aliases, of plugins not composed of others."""
         self._load()
-        return sorted(name for name in self._classes if name not in self._aliases)
+        return sorted(name for name, cls in self._classes.items() if name not in self._aliases and cls.selected_by_all)

@@ -1,4 +1,5 @@
-"""Attack sections: PGD-40 and FGSM (harness vs hand loop vs torchattacks vs Foolbox vs ART) and DeepFool.
+"""Attack sections: PGD-40 and FGSM (harness vs hand loop vs torchattacks vs Foolbox vs ART), DeepFool, and
+a worst case over several attacks (separate runs vs the cascade).
 
 All contenders attack the same batch of test images at ε = 0.3 with matched budgets (PGD: random start,
 40 signed steps of 0.01; DeepFool: L∞, 50 steps, 10 candidates, overshoot 0.02).  The libraries are
@@ -31,6 +32,10 @@ PGD_STEP_SIZE = 0.01
 HARNESS, HARNESS_EARLY_STOP, HAND_LOOP = "harness", "harness early-stop", "hand loop"
 TORCHATTACKS, FOOLBOX, ART = "torchattacks", "foolbox", "art"
 PGD_TASK, FGSM_TASK, DEEPFOOL_TASK = f"pgd-40 ε={EPS}", f"fgsm ε={EPS}", f"deepfool L∞ ε={EPS}"
+#: The worst case over these attacks, as separate runs or as one cascade.
+WORST_CASE_MEMBERS = ("fgsm", "pgd", "deepfool")
+WORST_TASK = f"worst case of {', '.join(WORST_CASE_MEMBERS)} ε={EPS}"
+SEPARATE, CASCADE = "separate attacks", "cascade"
 
 
 def hand_pgd(model: nn.Module, x: Tensor, y: Tensor, generator: torch.Generator) -> Tensor:
@@ -171,11 +176,32 @@ def deepfool_contenders(model: nn.Module, x: Tensor, y: Tensor) -> list[Contende
     ]
 
 
+def worst_case_contenders(model: nn.Module, x: Tensor, y: Tensor) -> list[Contender]:
+    """Every member on every point (then the per-point worst case) against the cascade of the same members."""
+    members = [ATTACKS.build(name, "paper") for name in WORST_CASE_MEMBERS]
+
+    def separately() -> Tensor:
+        x_adv = x.clone()
+        for attack in reversed(members):  # an earlier member's example wins where several fool a point
+            candidates = attack(model, x, y, EPS, generator=torch.Generator(device=x.device).manual_seed(0))
+            with torch.no_grad():
+                fooled = model(candidates).argmax(dim=1) != y
+            x_adv[fooled] = candidates[fooled]
+        return x_adv
+
+    spec = f"cascade:members={'+'.join(WORST_CASE_MEMBERS)}"
+    return [
+        Contender(SEPARATE, separately, "each member on every point, as separate cells run"),
+        Contender(CASCADE, _harness(spec, model, x, y), "each member only on the points still standing"),
+    ]
+
+
 #: task -> (contenders, reference)
 ATTACK_TASKS = {
     PGD_TASK: (pgd_contenders, HAND_LOOP),
     FGSM_TASK: (fgsm_contenders, HAND_LOOP),
     DEEPFOOL_TASK: (deepfool_contenders, FOOLBOX),
+    WORST_TASK: (worst_case_contenders, SEPARATE),
 }
 
 

@@ -23,9 +23,9 @@ COLUMNS = (
     "robust_accuracy",
 )
 #: The suite's sections; ``run`` (hours on a CPU) is left out unless asked for.
-ATTACKS, DEEPFOOL, TRAINING, ABS, RUN = "attacks", "deepfool", "training", "abs", "run"
-SECTIONS = (ATTACKS, DEEPFOOL, TRAINING, ABS, RUN)
-DEFAULT_SECTIONS = (ATTACKS, DEEPFOOL, TRAINING, ABS)
+ATTACKS, DEEPFOOL, WORST, TRAINING, ABS, RUN = "attacks", "deepfool", "worst", "training", "abs", "run"
+SECTIONS = (ATTACKS, DEEPFOOL, WORST, TRAINING, ABS, RUN)
+DEFAULT_SECTIONS = (ATTACKS, DEEPFOOL, WORST, TRAINING, ABS)
 #: Notes of measurements whose command failed start with this (their targets count as not met).
 FAILED = "failed"
 

@@ -10,7 +10,7 @@ import pandas as pd
 from attacks.errors import BenchError
 from benchmark.perf import measurements as sections
 from benchmark.perf.abs_inference import abs_rows
-from benchmark.perf.attack_contenders import DEEPFOOL_TASK, FGSM_TASK, PGD_TASK, attack_rows
+from benchmark.perf.attack_contenders import DEEPFOOL_TASK, FGSM_TASK, PGD_TASK, WORST_TASK, attack_rows
 from benchmark.perf.measurements import Measurement
 from benchmark.perf.report import write_report
 from benchmark.perf.run_wall import run_rows
@@ -20,6 +20,7 @@ from benchmark.perf.workbench import PerfSettings, Workbench
 SECTION_RUNNERS: dict[str, Callable[[Workbench, str], list[Measurement]]] = {
     sections.ATTACKS: lambda bench, name: attack_rows(bench, name, [PGD_TASK, FGSM_TASK]),
     sections.DEEPFOOL: lambda bench, name: attack_rows(bench, name, [DEEPFOOL_TASK]),
+    sections.WORST: lambda bench, name: attack_rows(bench, name, [WORST_TASK]),
     sections.TRAINING: training_rows,
     sections.ABS: abs_rows,
     sections.RUN: run_rows,

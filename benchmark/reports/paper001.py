@@ -31,6 +31,8 @@ PAPER_TABLE_I = {
 ABS_PAPER_LINF = {"CNN": 0, "Madry": 87, "ABS": 8, "Binary ABS": 77}
 WHITE_BOX = ["fgsm", "deepfool", "pgd"]
 BLACK_BOX = ["transfer", "square", "hsj"]
+#: The issue's targets for the Madry row at the quick profile.
+MADRY_CLEAN, MADRY_PGD = 0.97, 0.80
 #: ABS inference costs ~1,000 decoder passes per image: query-hungry black-box attacks skip it below `paper`.
 QUERY_HEAVY = {"square", "hsj"}
 
@@ -81,13 +83,16 @@ def _table_one(frame: pd.DataFrame) -> list[str]:
     ]
 
 
+def _lowest_white_box(frame: pd.DataFrame, defense: str) -> pd.Series | None:
+    rows = [row for row in (cell(frame, defense, attack, EPS) for attack in WHITE_BOX) if row is not None]
+    return min(rows, key=lambda row: row["robust_accuracy"]) if rows else None
+
+
 def _abs_section(frame: pd.DataFrame) -> list[str]:
     table = []
     for label, published in ABS_PAPER_LINF.items():
         defense = ROWS[label]
-        rows = [cell(frame, defense, attack, EPS) for attack in WHITE_BOX]
-        rows = [row for row in rows if row is not None]
-        worst = min(rows, key=lambda row: row["robust_accuracy"]) if rows else None
+        worst = _lowest_white_box(frame, defense)
         table.append(
             {
                 "model": label,
@@ -107,6 +112,44 @@ def _abs_section(frame: pd.DataFrame) -> list[str]:
         markdown_table(table),
         "",
     ]
+
+
+def _status(ok: bool) -> str:
+    return "met" if ok else "**not met**"
+
+
+def _checks(frame: pd.DataFrame) -> list[str]:
+    """The targets, and every black-box column that beats the defense's best white-box attack."""
+    lines = [f"## Checks at ε = {EPS}", ""]
+    madry_pgd = cell(frame, "madry", "pgd", EPS)
+    if madry_pgd is not None:
+        clean, robust = madry_pgd["clean_accuracy"], madry_pgd["robust_accuracy"]
+        lines.append(
+            f"- `madry` clean accuracy ≥ {100 * MADRY_CLEAN:.0f} %: {100 * clean:.1f} %, "
+            f"{_status(clean >= MADRY_CLEAN)}."
+        )
+        lines.append(
+            f"- `madry` PGD-40 robust accuracy ≥ {100 * MADRY_PGD:.0f} %: {percent_with_interval(madry_pgd)}, "
+            f"{_status(robust >= MADRY_PGD)}."
+        )
+    binary, plain = _lowest_white_box(frame, "binary-abs"), _lowest_white_box(frame, "abs")
+    if binary is not None and plain is not None:
+        above = binary["robust_accuracy_ci_low"] > plain["robust_accuracy_ci_high"]
+        lines.append(
+            f"- `binary-abs` clearly above `abs` (lowest white-box, intervals apart): {percent_with_interval(binary)} "
+            f"vs {percent_with_interval(plain)}, {_status(above)}."
+        )
+    for label, defense in ROWS.items():
+        white = _lowest_white_box(frame, defense)
+        for attack in BLACK_BOX:
+            row = cell(frame, defense, attack, EPS)
+            if white is not None and row is not None and row["robust_accuracy"] < white["robust_accuracy"]:
+                lines.append(
+                    f"- {label}: black-box `{attack}` ({percent_with_interval(row)}) goes below the best white-box "
+                    f"attack (`{white['attack']}`, {percent_with_interval(white)}): the white-box number overstates "
+                    "robustness; take the lower one."
+                )
+    return [*lines, ""]
 
 
 def _robustness_section(frame: pd.DataFrame) -> list[str]:
@@ -136,6 +179,7 @@ def write(base: RunConfig, frame: pd.DataFrame, destination: Path, command: str)
         *_table_one(frame),
         *_abs_section(frame),
         *_robustness_section(frame),
+        *_checks(frame),
         "## Rows",
         "",
         "\n".join(f"- {label}: `{spec}`" for label, spec in ROWS.items()),

@@ -24,12 +24,12 @@ def one_thread():
 @pytest.mark.usefixtures("one_thread")
 def test_perf_attacks_times_every_contender_and_pgd_matches_the_hand_loop(mnist_dir, shared_cache, tmp_path, capsys):
     out = tmp_path / "out"
-    argv = ["perf", "--sections", "attacks", "--repeats", "1", "--batch-size", "8", "--quick-check"]
+    argv = ["perf", "--sections", "attacks,worst", "--repeats", "1", "--batch-size", "8", "--quick-check"]
     argv += ["--device", "cpu", "--data-dir", str(mnist_dir), "--no-download", "--cache-dir", str(shared_cache)]
     assert main([*argv, "--out", str(out)]) == 0
     assert f"wrote {out / 'perf.csv'}" in capsys.readouterr().out
     frame = pd.read_csv(out / "perf.csv")
-    assert set(frame["section"]) == {"attacks"} and (frame["batch"] == 8).all()
+    assert set(frame["section"]) == {"attacks", "worst"} and (frame["batch"] == 8).all()
     assert (frame["images_per_s_median"] > 0).all() and (frame["repeats"] == 1).all()
     harness = [name for name, _ in attacks.harness_pgd_specs()]
     libraries = [attacks.HAND_LOOP, attacks.TORCHATTACKS, attacks.FOOLBOX, attacks.ART]
@@ -39,5 +39,8 @@ def test_perf_attacks_times_every_contender_and_pgd_matches_the_hand_loop(mnist_
     assert pgd.loc[attacks.HAND_LOOP, "ratio_to_reference"] == 1.0
     for name in harness:
         assert abs(pgd.loc[name, "robust_accuracy"] - pgd.loc[attacks.HAND_LOOP, "robust_accuracy"]) <= 0.01
+    worst = frame[frame["task"] == attacks.WORST_TASK].set_index("contender")["robust_accuracy"]
+    assert worst.index.tolist() == [attacks.SEPARATE, attacks.CASCADE]
+    assert worst[attacks.CASCADE] == worst[attacks.SEPARATE]  # the same per-point worst case
     text = (out / "perf.md").read_text()
     assert "## Targets" in text and "## attacks" in text and "CPU:" in text

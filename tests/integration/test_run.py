@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from attacks.base import ATTACKS, Attack
+from benchmark.metrics import unpack_mask
 from benchmark.store import ResultStore
 from tests.integration.conftest import leaderboard
 
@@ -210,3 +211,19 @@ def test_parsed_mnist_is_cached_and_identical(mnist_dir, tmp_path):
     cached.write_bytes(b"corrupt")
     third = load_mnist(mnist_dir, download=False, cache_dir=tmp_path)
     assert torch.equal(third[1].x, first[1].x)
+
+
+def test_cascade_equals_the_worst_case_of_separate_cells(bench, tmp_path):
+    """On the deterministic cnn the cascade breaks exactly the points some member breaks as its own cell."""
+    out = tmp_path / "out"
+    attacks = "fgsm,deepfool,cascade:members=fgsm+deepfool"
+    code, _, _ = bench("run", "--defenses", "cnn", "--attacks", attacks, "--eps", "0.1,0.15", "--out", str(out))
+    assert code == 0
+    records = pd.DataFrame(ResultStore(out).records()).set_index(["attack", "eps"])
+    for eps in (0.1, 0.15):
+        fgsm, deepfool, cascade = (
+            unpack_mask(records.loc[(attack, eps), "robust_points"], 200)
+            for attack in ("fgsm", "deepfool", "cascade:members=fgsm+deepfool")
+        )
+        assert fgsm.sum() > (fgsm & deepfool).sum()  # the members differ, so the test can fail
+        assert (cascade == (fgsm & deepfool)).all()

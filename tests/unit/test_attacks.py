@@ -19,6 +19,7 @@ GRADIENT_ATTACKS = [
     "foolbox.fgsm",
     "foolbox.pgd",
     "foolbox.deepfool",
+    "cascade",
 ]
 
 

@@ -78,3 +78,26 @@ def test_state_dict_round_trip_and_mismatch():
     assert torch.equal(source.predict(x), target.predict(x))
     with pytest.raises(KeyError):
         target.load_state_dict({"classifier": source.classifier.state_dict()})
+
+
+def test_madry_warms_the_training_epsilon_up_then_holds_it(monkeypatch):
+    """Quick and smoke training start near ε = 0 and reach ε 0.3 after the warm-up; the paper profile has none."""
+    import defenses.madry as madry
+
+    seen: list[tuple[float, float]] = []
+    real_ascent = madry.pgd_ascent
+
+    def recording_ascent(objective, x, eps, *, steps, step_size, **options):
+        seen.append((eps, step_size))
+        return real_ascent(objective, x, eps, steps=1, step_size=step_size, **options)
+
+    monkeypatch.setattr(madry, "pgd_ascent", recording_ascent)
+    defense = DEFENSES.build("madry:epochs=2:eps_warmup_epochs=1:batch_size=64", "smoke")
+    defense.fit(blobs(256), blobs(64), TinyContext())
+    epsilons = [eps for eps, _ in seen]
+    assert len(epsilons) == 8  # two epochs of four batches
+    assert epsilons[:4] == pytest.approx([0.075, 0.15, 0.225, 0.3]) and epsilons[4:] == [0.3] * 4
+    assert all(step == pytest.approx(0.1 * eps / 0.3) for eps, step in seen)  # the step keeps its ratio to ε
+    assert DEFENSES.build("madry", "paper").config.eps_at(0, 1000) == 0.3
+    with pytest.raises(Exception, match="eps_warmup_epochs"):
+        DEFENSES.build("madry:epochs=2:eps_warmup_epochs=3", "quick")

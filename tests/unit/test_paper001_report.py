@@ -38,15 +38,14 @@ def _records() -> pd.DataFrame:
     return pd.DataFrame(records)
 
 
-def test_page_puts_our_numbers_beside_the_papers(tmp_path: Path):
-    config = RunConfig(
-        defenses=(Spec("cnn"),),
-        attacks=(Spec("fgsm"),),
-        epsilons=(0.3,),
-        profile=get_profile("quick"),
-        out_dir=tmp_path,
+def _config(out_dir: Path) -> RunConfig:
+    return RunConfig(
+        defenses=(Spec("cnn"),), attacks=(Spec("fgsm"),), epsilons=(0.3,), profile=get_profile("quick"), out_dir=out_dir
     )
-    text = paper001.write(config, _records(), tmp_path / "paper001.md", "bench report paper001").read_text()
+
+
+def test_page_puts_our_numbers_beside_the_papers(tmp_path: Path):
+    text = paper001.write(_config(tmp_path), _records(), tmp_path / "paper001.md", "bench report paper001").read_text()
     madry = next(line for line in text.splitlines() if line.startswith("| Madry ") and "`madry`" in line)
     assert "98.8" in madry and "90.0 / 89" in madry and "0.90 / 0.48" in madry
     abs_line = next(line for line in text.splitlines() if line.startswith("| ABS ") and "Schott" not in line)
@@ -58,3 +57,18 @@ def test_page_puts_our_numbers_beside_the_papers(tmp_path: Path):
     )
     assert black_box.count("–") == 2  # square and hsj skip ABS rows below the paper profile
     assert "Proposed (PGAN-DQN)" in text and "`pgan-dqn`" in text
+
+
+def test_checks_judge_the_targets_and_black_box_columns_below_white_box(tmp_path: Path):
+    config = _config(tmp_path)
+    records = _records()
+    text = paper001.write(config, records, tmp_path / "paper001.md", "c").read_text()
+    checks = text.split("## Checks")[1].split("## Rows")[0]
+    assert "clean accuracy ≥ 97 %: 99.0 %, met" in checks and "≥ 80 %: 90.0 [85.0, 95.0], met" in checks
+    assert "`binary-abs` clearly above `abs`" in checks and "below the best white-box" not in checks
+    square = (records["defense"] == "madry") & (records["attack"] == "square")
+    records.loc[square, "robust_accuracy"] = 0.5
+    records.loc[records["defense"] == "madry", "clean_accuracy"] = 0.95
+    checks = paper001.write(config, records, tmp_path / "paper001.md", "c").read_text().split("## Checks")[1]
+    assert "clean accuracy ≥ 97 %: 95.0 %, **not met**" in checks
+    assert "Madry: black-box `square`" in checks and "(`fgsm`, 90.0 [85.0, 95.0])" in checks
