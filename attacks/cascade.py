@@ -43,7 +43,7 @@ class CascadeConfig:
             raise ValueError(f"members must name at least one attack, joined by {SEPARATOR!r}")
         if len(set(names)) != len(names):
             raise ValueError(f"members name an attack twice: {self.members!r}")
-        classes = [ATTACKS.get(name) for name in names]
+        classes = self.member_classes()
         for name, cls in zip(names, classes, strict=True):
             if cls is Cascade:
                 raise ValueError("a cascade cannot contain a cascade")
@@ -54,6 +54,10 @@ class CascadeConfig:
         threat_models = {cls.threat_model for cls in classes}
         if len(threat_models) > 1:
             raise ValueError(f"members mix threat models ({', '.join(sorted(threat_models))})")
+
+    def member_classes(self) -> list[type[Attack]]:
+        """The registered classes of the members (an unknown name is an error listing the valid ones)."""
+        return [ATTACKS.get(name) for name in member_names(self.members)]
 
 
 @register_attack("cascade")
@@ -67,7 +71,7 @@ class Cascade(Attack):
 
     def __init__(self, config: CascadeConfig | None = None) -> None:
         super().__init__(config)
-        classes = [ATTACKS.get(name) for name in member_names(self.config.members)]
+        classes = self.config.member_classes()
         self.threat_model = classes[0].threat_model
         self.requires = frozenset().union(*(cls.requires for cls in classes))
 

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from attacks.adaptive import ExpectationOverTransformation
+from attacks.errors import BenchError
 from defenses.base import DEFENSES
 from defenses.networks import CnnVAE, FcVAE, MadryCNN, vae_loss
 from defenses.training import train_classifier, train_vae
@@ -99,5 +100,5 @@ def test_madry_warms_the_training_epsilon_up_then_holds_it(monkeypatch):
     assert epsilons[:4] == pytest.approx([0.075, 0.15, 0.225, 0.3]) and epsilons[4:] == [0.3] * 4
     assert all(step == pytest.approx(0.1 * eps / 0.3) for eps, step in seen)  # the step keeps its ratio to ε
     assert DEFENSES.build("madry", "paper").config.eps_at(0, 1000) == 0.3
-    with pytest.raises(Exception, match="eps_warmup_epochs"):
+    with pytest.raises(BenchError, match="eps_warmup_epochs"):
         DEFENSES.build("madry:epochs=2:eps_warmup_epochs=3", "quick")
