@@ -6,6 +6,9 @@ exception is a bug and keeps its traceback.  It lives in the lowest layer (``att
 because imports run one way: benchmark -> defenses -> attacks.
 """
 
+import difflib
+from collections.abc import Iterable
+
 
 class BenchError(Exception):
     """An error the user can fix; its message says how."""
@@ -13,3 +16,9 @@ class BenchError(Exception):
 
 class ThreatModelViolation(BenchError):
     """An adversarial example left its threat model (norm ball or the [0, 1] box)."""
+
+
+def did_you_mean(word: str, valid: Iterable[str]) -> str:
+    """``"did you mean 'fgsm'? "`` for the valid name closest to a typo, or ``""`` when none is close."""
+    close = difflib.get_close_matches(word, list(valid), n=1)
+    return f"did you mean {close[0]!r}? " if close else ""

@@ -7,21 +7,21 @@ The config is built from the dataclass defaults (the paper's settings), then the
 
 Built-ins are found by importing every module of their package; third-party packages
 register through the entry-point group (``bench.defenses`` / ``bench.attacks``), whose
-entries point at plugin classes.
+entries point at plugin classes.  ``catalog()`` lists them all without importing the built-ins
+(``bench list`` must not pay for torch).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
-import pkgutil
 import typing
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from typing import Any, ClassVar, Generic, TypeVar
 
-from attacks.errors import BenchError
+from attacks.catalog import Entry, builtin_modules, plugins, read_catalog
+from attacks.errors import BenchError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -134,20 +134,14 @@ class Registry(Generic[P]):
         if self._loaded:
             return
         self._loaded = True
-        package = importlib.import_module(self.builtin_package)
-        for module in pkgutil.iter_modules(package.__path__):
-            if not module.name.startswith("_"):
-                importlib.import_module(f"{self.builtin_package}.{module.name}")
-        for entry in entry_points(group=self.entry_point_group):
-            try:
-                cls = entry.load()
-            except Exception as error:
-                raise BenchError(
-                    f"plugin {entry.name!r} ({entry.value}) of group {self.entry_point_group} failed to load: {error}"
-                ) from error
-            if not (isinstance(cls, type) and issubclass(cls, self.base)):
-                raise BenchError(f"plugin {entry.name!r} ({entry.value}) is not a {self.base.__name__} subclass")
-            self.register(entry.name)(cls)
+        for module in builtin_modules(self.builtin_package):
+            importlib.import_module(module)
+        for name, cls in plugins(self.entry_point_group, self.base):
+            self.register(name)(cls)
+
+    def catalog(self) -> list[Entry]:
+        """Every registered name with its description, without importing the built-ins (see ``attacks.catalog``)."""
+        return read_catalog(self.kind, self.builtin_package, self.entry_point_group)
 
     def names(self) -> list[str]:
         self._load()
@@ -163,7 +157,10 @@ class Registry(Generic[P]):
         try:
             return self._classes[name]
         except KeyError:
-            raise BenchError(f"unknown {self.kind} {name!r}; valid: {', '.join(self.names())}") from None
+            names = self.names()
+            raise BenchError(
+                f"unknown {self.kind} {name!r}; {did_you_mean(name, names)}valid: {', '.join(names)}"
+            ) from None
 
     def build(self, spec: Spec | str, profile: str) -> P:
         spec = Spec.parse(spec) if isinstance(spec, str) else spec
@@ -173,8 +170,8 @@ class Registry(Generic[P]):
         values: dict[str, Any] = dict(cls.profile_overrides.get(profile, {}))
         for key, text in spec.options:
             if key not in fields:
-                valid = ", ".join(sorted(fields)) or "none"
-                raise BenchError(f"{self.kind} {spec.name!r} has no option {key!r}; valid options: {valid}")
+                valid, hint = ", ".join(sorted(fields)) or "none", did_you_mean(key, fields)
+                raise BenchError(f"{self.kind} {spec.name!r} has no option {key!r}; {hint}valid options: {valid}")
             values[key] = _convert(text, hints[key], f"option {key} of {self.kind} {spec.name!r}")
         try:
             config = cls.Config(**values)

@@ -1,9 +1,29 @@
 """The harness: config, data, runner, store, leaderboards and the ``bench`` CLI.
 
-``run_benchmark(RunConfig(...))`` is the one-function entry point.
+``run_benchmark(RunConfig(...))`` is the one-function entry point.  The public names are imported
+on first use (PEP 562), so that ``bench --help`` and ``bench list`` do not import torch.
 """
 
-from benchmark.config import PROFILES, RunConfig, get_profile, parse_epsilons
-from benchmark.runner import run_benchmark
+from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from benchmark.config import PROFILES, RunConfig, get_profile, parse_epsilons
+    from benchmark.runner import run_benchmark
+
+_HOMES = {
+    "PROFILES": "benchmark.config",
+    "RunConfig": "benchmark.config",
+    "get_profile": "benchmark.config",
+    "parse_epsilons": "benchmark.config",
+    "run_benchmark": "benchmark.runner",
+}
 __all__ = ["PROFILES", "RunConfig", "get_profile", "parse_epsilons", "run_benchmark"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_HOMES[name]), name)

@@ -1,12 +1,15 @@
 """Cache of trained defenses keyed by config hash: weights plus plain metadata.
 
 Files are written atomically and loaded with ``weights_only=True``; a file that cannot be
-read or does not match its key is reported, removed and retrained by the caller.
+read or does not match its key is reported, removed and retrained by the caller.  A lock file per
+checkpoint makes concurrent runs train each checkpoint once: the second waits and loads it.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,7 @@ from typing import Any
 import torch
 
 from benchmark.atomic import atomic_write
+from benchmark.locking import hold
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,11 @@ class CheckpointCache:
         path = self.path(name, key)
         atomic_write(path, lambda handle: torch.save({"state": state, "meta": {**meta, "config_hash": key}}, handle))
         return path
+
+    def lock(self, name: str, key: str, on_wait: Callable[[], None]) -> AbstractContextManager[bool]:
+        """Held while checkpoint ``key`` is loaded or trained: concurrent runs train it once."""
+        path = self.path(name, key)
+        return hold(path.with_name(f".{path.name}.lock"), on_wait=on_wait)
 
     def remove(self, name: str, key: str) -> None:
         self.path(name, key).unlink(missing_ok=True)

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 from attacks.errors import BenchError
 
-EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
+EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 1, 130, 143
 
 
 class _Parser(argparse.ArgumentParser):
@@ -51,6 +53,12 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         "--repeats", type=int, default=None, help="repeated predictions for randomized defenses (all must be correct)"
     )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument(
+        "--max-cells",
+        type=int,
+        default=None,
+        help="stop before computing when the plan has more cells than this (default 500)",
+    )
 
 
 def _add_run(subparsers: argparse._SubParsersAction) -> None:
@@ -70,7 +78,7 @@ def _add_perf(subparsers: argparse._SubParsersAction) -> None:
     perf.add_argument(
         "--sections",
         default=None,
-        help="comma-separated subset of attacks,deepfool,training,abs,run (default: all but run, which takes hours)",
+        help="comma-separated subset of attacks,deepfool,training,abs,worst,startup,run (default: all but run: hours)",
     )
     perf.add_argument("--repeats", type=int, default=5, help="timed rounds per task (median reported; default 5)")
     perf.add_argument("--batch-size", type=int, default=256, help="images per attacked batch (default 256)")
@@ -101,9 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _positive(value: int | None, flag: str) -> int | None:
-    if value is not None and value < 1:
-        raise BenchError(f"{flag} must be at least 1; got {value}")
+def _bounded(value: int, flag: str, low: int = 1, high: int | None = None) -> int:
+    from benchmark.config import check_bounds
+
+    check_bounds(value, low, high, flag)
     return value
 
 
@@ -124,18 +133,38 @@ def _run_config(args: argparse.Namespace, defenses: str = "cnn", attacks: str = 
         cache_dir=args.cache_dir,
         data_dir=args.data_dir,
         download=not args.no_download,
-        eot_samples=_positive(args.eot_samples, "--eot-samples"),
-        prediction_repeats=_positive(args.repeats, "--repeats"),
+        eot_samples=args.eot_samples,
+        prediction_repeats=args.repeats,
         progress=not args.no_progress,
+        **({"max_cells": args.max_cells} if args.max_cells is not None else {}),
     )
 
 
-def _interrupted(out: Path) -> int:
-    print(
-        f"\nbench: interrupted; finished cells are saved in {out}. Rerun the same command to resume.",
-        file=sys.stderr,
-    )
-    return EXIT_INTERRUPTED
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised wherever the program is, so that it stops as on Ctrl-C (finished cells are kept)."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def _interrupted(error: KeyboardInterrupt, store_dir: Path) -> int:
+    """Rewrite the leaderboard from what is stored, say what was kept, and exit 130 (SIGINT) or 143 (SIGTERM)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the rewrite short
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    from benchmark.leaderboard import records_to_frame, write_leaderboard
+    from benchmark.store import ResultStore
+
+    store = ResultStore(store_dir)
+    records = store.records()
+    kept = f"{len(records)} finished cells are kept in {store_dir}"
+    if records:
+        with store.writer_lock():
+            write_leaderboard(records_to_frame(records), store_dir)
+        kept += " and its leaderboard is rewritten from them"
+    what = "terminated (SIGTERM)" if isinstance(error, Terminated) else "interrupted"
+    print(f"\nbench: {what}; {kept}. Rerun the same command to resume.", file=sys.stderr)
+    return EXIT_TERMINATED if isinstance(error, Terminated) else EXIT_INTERRUPTED
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -146,8 +175,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     profile = config.profile
     try:
         frame = run_benchmark(config)
-    except KeyboardInterrupt:
-        return _interrupted(args.out)
+    except KeyboardInterrupt as error:
+        return _interrupted(error, args.out)
     selected = frame[
         (frame["profile"] == profile.name)
         & frame["defense"].isin([s.label for s in config.defenses])
@@ -171,15 +200,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(_: argparse.Namespace) -> int:
-    from attacks.base import ATTACKS
-    from defenses.base import DEFENSES
+    from attacks.catalog import REGISTRIES, read_catalog  # the registries' catalog: no torch to import
 
-    for title, registry in (("Defenses", DEFENSES), ("Attacks", ATTACKS)):
+    for title, kind in (("Defenses", "defense"), ("Attacks", "attack")):
         print(f"{title}:")
-        width = max(len(name) for name in registry.names())
-        for name, cls in registry.items():
-            alias = f" (alias of {cls.name})" if name != cls.name else ""
-            print(f"  {name:<{width}}  {cls.description}{alias}")
+        entries = read_catalog(kind, *REGISTRIES[kind])
+        width = max(len(entry.name) for entry in entries)
+        for entry in entries:
+            alias = f" (alias of {entry.plugin_name})" if entry.name != entry.plugin_name else ""
+            print(f"  {entry.name:<{width}}  {entry.description}{alias}")
         print()
     return 0
 
@@ -188,10 +217,23 @@ def _load_store(out: Path):
     from benchmark.leaderboard import records_to_frame
     from benchmark.store import ResultStore
 
-    records = ResultStore(out).records()
+    store = ResultStore(out)
+    records = store.records()
+    _say_skipped(store)
     if not records:
         raise BenchError(f"no results in {out}/cells; run `bench run --out {out}` first")
     return records_to_frame(records)
+
+
+def _say_skipped(store) -> None:
+    """One line on stderr naming the invalid records a reader left out (a writer moves them aside)."""
+    if store.skipped:
+        reasons = "; ".join(map(str, store.skipped[:3])) + ("; …" if len(store.skipped) > 3 else "")
+        print(
+            f"bench: warning: skipped {len(store.skipped)} invalid record(s) in {store.root}: {reasons} "
+            "(the next `bench run` moves them to rejected/ and recomputes their cells)",
+            file=sys.stderr,
+        )
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
@@ -212,8 +254,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     command = f"bench report {args.name} --profile {args.profile} --seed {args.seed}"
     try:
         path = importlib.import_module(REPORTS[args.name]).report(config, command)
-    except KeyboardInterrupt:
-        return _interrupted(args.out)
+    except KeyboardInterrupt as error:
+        return _interrupted(error, args.out / args.name)
     print(f"wrote {path}")
     return 0
 
@@ -223,25 +265,39 @@ REPORTS = {"leaderboard": None, "paper000": "benchmark.reports.paper000", "paper
 
 
 def _read_csv(path: Path, what: str):
+    """A leaderboard CSV, checked: the columns ``bench check`` needs, and a valid value in each of them."""
+    import csv
+
     import pandas as pd
+
+    from benchmark.regression import REQUIRED, table_problem
 
     try:
         frame = pd.read_csv(path)
+        text = pd.read_csv(path, dtype=str, keep_default_na=False)
+        with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+            reader, lines, end = csv.reader(handle), [], 0
+            for row in reader:  # the line where each record starts (quoted fields may span lines)
+                if row:
+                    lines.append(end + 1)
+                end = reader.line_num
     except FileNotFoundError:
         raise BenchError(f"{what} {path} does not exist") from None
-    except (ValueError, pd.errors.ParserError) as error:
-        raise BenchError(f"{what} {path} is not a leaderboard CSV ({error})") from None
-    required = {
-        "profile",
-        "defense",
-        "attack",
-        "eps",
-        "robust_accuracy",
-        "robust_accuracy_ci_low",
-        "robust_accuracy_ci_high",
-    }
-    if not required <= set(frame.columns):
-        raise BenchError(f"{what} {path} lacks columns {', '.join(sorted(required - set(frame.columns)))}")
+    except (ValueError, pd.errors.ParserError, csv.Error) as error:
+        raise BenchError(f"{what} {path} is not a leaderboard CSV ({str(error).strip().splitlines()[0]})") from None
+    except OSError as error:
+        raise BenchError(f"{what} {path} cannot be read ({error.strerror or error})") from None
+    missing = [column for column in REQUIRED if column not in frame.columns]
+    if missing:
+        raise BenchError(f"{what} {path} lacks columns {', '.join(missing)}")
+    problem = table_problem(text)
+    if problem:
+        row, column, wrong = problem
+        line = lines[row + 1] if len(lines) == len(text) + 1 else row + 2
+        raise BenchError(
+            f"{what} {path} line {line}, column {column}: {wrong}; correct that value, or write the file anew "
+            "(a run's leaderboard.csv, e.g. from `bench report leaderboard --out DIR`)"
+        )
     return frame
 
 
@@ -253,7 +309,17 @@ def _cmd_check(args: argparse.Namespace) -> int:
     if not 0 <= args.floor <= 1:
         raise BenchError(f"--floor must lie in [0, 1]; got {args.floor}")
     baseline = _read_csv(args.baseline, "baseline")
+    if baseline.empty:
+        raise BenchError(
+            f"baseline {args.baseline} has no rows, so it would pass any run; point --baseline at a leaderboard"
+        )
     run = _read_csv(args.run / "leaderboard.csv" if args.run.is_dir() else args.run, "run leaderboard")
+    if (args.run / "cells").is_dir():
+        from benchmark.store import ResultStore
+
+        store = ResultStore(args.run)
+        store.records()
+        _say_skipped(store)
     report = compare(baseline, run, floor=args.floor)
     if not report.regressions.empty:
         print("Regressions (robust accuracy below baseline by more than the tolerance):")
@@ -277,6 +343,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_perf(args: argparse.Namespace) -> int:
+    from benchmark.config import MAX_SEED
     from benchmark.perf.suite import parse_sections, run_perf
     from benchmark.perf.workbench import PerfSettings
     from benchmark.runner import ensure_writable, resolve_cache_dir, resolve_device
@@ -287,9 +354,9 @@ def _cmd_perf(args: argparse.Namespace) -> int:
         cache_dir=resolve_cache_dir(args.cache_dir),
         data_dir=args.data_dir,
         download=not args.no_download,
-        seed=args.seed,
-        repeats=_positive(args.repeats, "--repeats"),
-        batch_size=_positive(args.batch_size, "--batch-size"),
+        seed=_bounded(args.seed, "--seed", 0, MAX_SEED),
+        repeats=_bounded(args.repeats, "--repeats", 1, 1000),
+        batch_size=_bounded(args.batch_size, "--batch-size", 1, 100_000),
         quick_check=args.quick_check,
     )
     ensure_writable(args.out, "--out")
@@ -300,9 +367,9 @@ def _cmd_perf(args: argparse.Namespace) -> int:
     )
     try:
         csv_path, md_path = run_perf(settings, sections, args.out, command)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as error:
         print("\nbench: interrupted; the sections already measured are in perf.csv/perf.md", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if isinstance(error, Terminated) else EXIT_INTERRUPTED
     print(md_path.read_text())
     print(f"wrote {csv_path} and {md_path}")
     return 0
@@ -319,12 +386,17 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if on_main_thread else None
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
     except BenchError as error:
         print(f"bench: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    finally:
+        if on_main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from attacks.base import validate_epsilon
-from attacks.errors import BenchError
+from attacks.errors import BenchError, did_you_mean
 from attacks.registry import Spec
 
 
@@ -42,7 +41,9 @@ def get_profile(name: str) -> Profile:
     try:
         return PROFILES[name]
     except KeyError:
-        raise BenchError(f"unknown profile {name!r}; valid: {', '.join(PROFILES)}") from None
+        raise BenchError(
+            f"unknown profile {name!r}; {did_you_mean(name, PROFILES)}valid: {', '.join(PROFILES)}"
+        ) from None
 
 
 def _number(text: str, what: str) -> float:
@@ -69,17 +70,41 @@ def parse_epsilons(text: str) -> tuple[float, ...]:
             if step <= 0 or stop < start:
                 raise BenchError(f"epsilon range {item!r} needs start <= stop and a positive step")
             count = math.floor((stop - start) / step + 1e-9) + 1
+            if count + len(values) > MAX_EPSILONS:
+                raise BenchError(f"epsilon range {item!r} has {count:,} values; at most {MAX_EPSILONS} per run")
             values.extend(round(start + i * step, 10) for i in range(count))
         else:
             values.append(_number(item, "epsilon"))
+    if len(values) > MAX_EPSILONS:
+        raise BenchError(f"{len(values):,} epsilons given; at most {MAX_EPSILONS} per run")
     if not values:
         raise BenchError("no epsilon given; pass e.g. --eps 0.1,0.3 or --eps 0:0.3:0.1")
+    from attacks.base import validate_epsilon  # here, not at the top: importing attacks.base imports torch
+
     for value in values:
         try:
             validate_epsilon(value)
         except BenchError:
             raise BenchError(f"epsilon {value:g} is outside [0, 1] (inputs are images in [0, 1])") from None
     return tuple(sorted(set(values)))
+
+
+#: Bounds on the work one run may ask for; each has a flag or a message saying how to go beyond.
+DEFAULT_MAX_CELLS = 500
+MAX_EPSILONS = 100
+MAX_EOT_SAMPLES = 1000  # EOT draws run in chunks: large values cost time, not memory
+MAX_PREDICTION_REPEATS = 1000
+MAX_SEED = 2**31 - 1  # leaves room for derived seeds (a transfer surrogate's is seed + 1000) in 32 bits
+
+
+def check_bounds(value: int | None, low: int, high: int | None, flag: str) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BenchError(f"{flag} must be an integer; got {value!r}")
+    if value < low or (high is not None and value > high):
+        allowed = f"between {low} and {high:,}" if high is not None else f"at least {low}"
+        raise BenchError(f"{flag} must be {allowed}; got {value:,}")
 
 
 @dataclass(frozen=True)
@@ -97,6 +122,13 @@ class RunConfig:
     eot_samples: int | None = None
     prediction_repeats: int | None = None
     progress: bool = True
+    max_cells: int = DEFAULT_MAX_CELLS
+
+    def __post_init__(self) -> None:
+        check_bounds(self.seed, 0, MAX_SEED, "--seed")
+        check_bounds(self.eot_samples, 1, MAX_EOT_SAMPLES, "--eot-samples")
+        check_bounds(self.prediction_repeats, 1, MAX_PREDICTION_REPEATS, "--repeats")
+        check_bounds(self.max_cells, 1, None, "--max-cells")
 
     @property
     def effective_eot_samples(self) -> int:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from platformdirs import user_cache_dir
 
@@ -33,15 +35,125 @@ def offline_requested() -> bool:
     return os.environ.get(OFFLINE_ENV, "").lower() in {"1", "true", "yes"}
 
 
-def _load_split(root: Path, train: bool, download: bool) -> Split:
+#: The raw IDX files torchvision reads (``DATA_DIR/MNIST/raw``), per split: (images, labels).
+RAW_FILES = {
+    True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+#: IDX magic numbers: 0x08 = unsigned byte, then the number of dimensions.
+IMAGES_MAGIC, LABELS_MAGIC = 0x00000803, 0x00000801
+IMAGE_SHAPE = (28, 28)
+N_CLASSES = 10
+_FIX = "re-download it (delete it and run with downloading on) or replace it"
+
+
+def _idx_dims(path: Path, magic: int) -> tuple[int, ...]:
+    """The dimensions in the header of one IDX file, after checking its magic number and its size.
+
+    Same format as torchvision's ``read_sn3_pascalvincent_tensor``: a big-endian 4-byte magic number
+    (type code, number of dimensions), one big-endian uint32 per dimension, then the payload.
+    """
+    kind = "images" if magic == IMAGES_MAGIC else "labels"
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            head = handle.read(4)
+            n_dims = magic & 0xFF
+            dims_bytes = handle.read(4 * n_dims)
+    except OSError as error:
+        raise BenchError(f"MNIST file {path} cannot be read ({error.strerror or error}); {_FIX}") from None
+    if len(head) < 4:
+        raise BenchError(f"MNIST file {path} is truncated: {size:,} bytes, not even a header; {_FIX}")
+    found = int.from_bytes(head, "big")
+    if found != magic:
+        raise BenchError(
+            f"MNIST file {path} has magic number 0x{found:08x}, not 0x{magic:08x} (uint8 {kind}, "
+            f"{n_dims}-d IDX): it is not an MNIST {kind} file; {_FIX}"
+        )
+    header = 4 + 4 * n_dims
+    if len(dims_bytes) < 4 * n_dims:
+        raise BenchError(
+            f"MNIST file {path} is truncated: {size:,} bytes, shorter than its {header}-byte header; {_FIX}"
+        )
+    dims = tuple(int(d) for d in np.frombuffer(dims_bytes, dtype=">u4"))
+    if magic == IMAGES_MAGIC and dims[1:] != IMAGE_SHAPE:
+        raise BenchError(f"MNIST file {path} holds images of {dims[1]}×{dims[2]} pixels, not 28×28; {_FIX}")
+    expected = header + math.prod(dims)
+    if size < expected:
+        raise BenchError(f"MNIST file {path} is truncated: {size:,} of {expected:,} bytes; {_FIX}")
+    if size > expected:
+        raise BenchError(
+            f"MNIST file {path} has {size - expected:,} trailing bytes after its {expected:,} bytes "
+            f"(header and {dims[0]:,} {kind}); {_FIX}"
+        )
+    return dims
+
+
+def _label_problem(labels: np.ndarray | torch.Tensor) -> str | None:
+    """What is wrong with a batch of labels (one vectorised pass), or ``None``."""
+    bad = (labels < 0) | (labels >= N_CLASSES)
+    if not bad.any():
+        return None
+    first = int(bad.nonzero()[0][0])
+    return f"{int(bad.sum()):,} labels outside 0..{N_CLASSES - 1} (the first: {int(labels[first])} at index {first:,})"
+
+
+def check_raw_files(raw: Path, train: bool) -> None:
+    """Check one split's raw IDX files before torchvision parses them; a problem raises a one-line ``BenchError``."""
+    images_path, labels_path = (raw / name for name in RAW_FILES[train])
+    n_images = _idx_dims(images_path, IMAGES_MAGIC)[0]
+    n_labels = _idx_dims(labels_path, LABELS_MAGIC)[0]
+    if n_images == 0:
+        raise BenchError(f"MNIST file {images_path} holds no images; {_FIX}")
+    if n_images != n_labels:
+        raise BenchError(
+            f"MNIST files {images_path} and {labels_path} disagree: {n_images:,} images but {n_labels:,} labels; "
+            "re-download both (delete them and run with downloading on) or replace them"
+        )
+    problem = _label_problem(np.fromfile(labels_path, dtype=np.uint8, offset=8))
+    if problem:
+        raise BenchError(f"MNIST file {labels_path} holds {problem}; {_FIX}")
+
+
+def _tensor_problem(x: object, y: object) -> str | None:
+    """What is wrong with one split's parsed tensors (uint8 images N×28×28, int64 labels N in 0..9), or ``None``."""
+    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
+        return "not a pair of tensors"
+    if x.dtype != torch.uint8 or x.dim() != 3 or tuple(x.shape[1:]) != IMAGE_SHAPE:
+        return f"images are {x.dtype} {tuple(x.shape)}, not uint8 N×28×28"
+    if y.dtype != torch.int64 or y.dim() != 1:
+        return f"labels are {y.dtype} {tuple(y.shape)}, not int64 of one dimension"
+    if len(x) != len(y) or len(x) == 0:
+        return f"{len(x):,} images but {len(y):,} labels"
+    return _label_problem(y)
+
+
+def _read_cache(cached: Path) -> tuple[Split, Split] | None:
+    """The cached parsed tensors, or ``None`` (the file is then deleted) when they are unreadable or invalid."""
+    try:
+        pairs = torch.load(cached, weights_only=True)
+        if not isinstance(pairs, list | tuple) or len(pairs) != 2:
+            raise ValueError("not two splits")
+        for pair in pairs:
+            if not isinstance(pair, list | tuple) or len(pair) != 2 or _tensor_problem(*pair):
+                raise ValueError("invalid split")
+        return tuple(Split(x.unsqueeze(1).float().div_(255.0), y) for x, y in pairs)  # type: ignore[return-value]
+    except Exception:
+        cached.unlink(missing_ok=True)
+        return None
+
+
+def _load_split(root: Path, train: bool) -> Split:
     from torchvision.datasets import MNIST
 
-    try:
-        dataset = MNIST(root=str(root), train=train, download=False)
-    except RuntimeError:
-        if not download:
-            raise
-        dataset = MNIST(root=str(root), train=train, download=True)
+    raw = root / "MNIST" / "raw"
+    if all((raw / name).is_file() for name in RAW_FILES[train]):
+        check_raw_files(raw, train)
+    dataset = MNIST(root=str(root), train=train, download=False)
+    # Also covers torchvision's legacy ``MNIST/processed/*.pt``, which it prefers to the raw files.
+    problem = _tensor_problem(dataset.data, dataset.targets)
+    if problem:
+        raise BenchError(f"MNIST in {root / 'MNIST'} is invalid: {problem}; delete it and run with downloading on")
     images = dataset.data.unsqueeze(1).to(torch.float32).div_(255.0)
     return Split(images, dataset.targets.to(torch.int64))
 
@@ -55,30 +167,43 @@ def _parsed_cache(data_dir: Path, cache_dir: Path | None) -> Path | None:
     return cache_dir / f"mnist-{config_hash([str(data_dir.resolve()), stamp])}.pt"
 
 
+def _not_found(data_dir: Path, how: str, error: Exception) -> BenchError:
+    return BenchError(
+        f"MNIST not found in {data_dir} ({how}: {str(error).splitlines()[0] if str(error) else error!r}); "
+        f"put torchvision's MNIST/raw files there, or point --data-dir (or ${DATA_DIR_ENV}) at a "
+        "directory that has them"
+    )
+
+
 def load_mnist(data_dir: Path, download: bool = True, cache_dir: Path | None = None) -> tuple[Split, Split]:
     """The 60k training and 10k test images, in [0, 1], shape (N, 1, 28, 28).
 
     Looks for torchvision's layout (``DATA_DIR/MNIST/raw``); downloads there when missing and
-    allowed, and otherwise stops with a message that names the directory and the flag.  With a
-    ``cache_dir``, the parsed uint8 tensors are cached there (parsing the raw files takes seconds).
+    allowed, and otherwise stops with a message that names the directory and the flag.  Each raw
+    file is checked before it is parsed (magic number, dimensions, size, counts, label range), and a
+    bad one stops with a message that names it.  With a ``cache_dir``, the parsed uint8 tensors are
+    cached there (parsing the raw files takes seconds) and checked the same way when read back.
     """
     download = download and not offline_requested()
     cached = _parsed_cache(data_dir, cache_dir)
     if cached is not None and cached.exists():
+        splits = _read_cache(cached)
+        if splits is not None:
+            return splits
+    raw = data_dir / "MNIST" / "raw"
+    if download and not all((raw / name).is_file() for names in RAW_FILES.values() for name in names):
+        from torchvision.datasets import MNIST
+
         try:
-            images = torch.load(cached, weights_only=True)
-            return tuple(Split(x.unsqueeze(1).float().div_(255.0), y) for x, y in images)  # type: ignore[return-value]
-        except Exception:
-            cached.unlink(missing_ok=True)
+            MNIST(root=str(data_dir), train=True, download=True)  # fetches all four files (or finds legacy data)
+        except Exception as error:
+            raise _not_found(data_dir, "download failed", error) from None
     try:
-        splits = _load_split(data_dir, True, download), _load_split(data_dir, False, download)
+        splits = _load_split(data_dir, True), _load_split(data_dir, False)
+    except BenchError:
+        raise
     except Exception as error:
-        how = "download failed" if download else "downloading is off"
-        raise BenchError(
-            f"MNIST not found in {data_dir} ({how}: {str(error).splitlines()[0] if str(error) else error!r}); "
-            f"put torchvision's MNIST/raw files there, or point --data-dir (or ${DATA_DIR_ENV}) at a "
-            "directory that has them"
-        ) from None
+        raise _not_found(data_dir, "download failed" if download else "downloading is off", error) from None
     cached = cached or _parsed_cache(data_dir, cache_dir)
     if cached is not None:
         as_bytes = [((split.x * 255).round().to(torch.uint8).squeeze(1), split.y) for split in splits]

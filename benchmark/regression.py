@@ -8,6 +8,10 @@ import numpy as np
 import pandas as pd
 
 KEY = ["profile", "defense", "attack", "eps"]
+#: What a leaderboard CSV must hold for the check; the three shares must be numbers in [0, 1] in ok rows.
+SHARES = ["robust_accuracy", "robust_accuracy_ci_low", "robust_accuracy_ci_high"]
+REQUIRED = [*KEY, *SHARES]
+STATUSES = ("ok", "skipped")
 
 
 @dataclass(frozen=True)
@@ -44,3 +48,41 @@ def compare(baseline: pd.DataFrame, run: pd.DataFrame, floor: float = 0.02) -> R
         both["drop"] > both["tolerance"], [*KEY, "robust_accuracy_baseline", "robust_accuracy_run", "drop", "tolerance"]
     ]
     return RegressionReport(regressions.reset_index(drop=True), missing, len(both))
+
+
+def table_problem(text: pd.DataFrame) -> tuple[int, str, str] | None:
+    """The first bad value of a leaderboard read as text (``dtype=str, keep_default_na=False``), or ``None``.
+
+    Returns (row index, column, what is wrong).  ``profile``, ``defense`` and ``attack`` must not be
+    blank, ``eps`` is a number or blank, ``status`` (when present) is ok or skipped, and in ok rows
+    (all rows without a ``status`` column) the three shares are numbers in [0, 1]; skipped rows may
+    leave them blank.  One vectorised pass per column.
+    """
+    if text.empty:
+        return None
+    blank = {column: text[column].str.strip() == "" for column in text.columns}
+
+    def numbers(column: str) -> pd.Series:
+        values = pd.to_numeric(text[column].str.strip().where(~blank[column]), errors="coerce")
+        return values.where(np.isfinite(values))
+
+    checks: list[tuple[str, pd.Series, str]] = [
+        (column, blank[column], "must not be blank") for column in ("profile", "defense", "attack")
+    ]
+    ok = pd.Series(True, index=text.index)
+    if "status" in text:
+        checks.append(("status", ~text["status"].isin(STATUSES), f"is not {' or '.join(STATUSES)}"))
+        ok = text["status"] == "ok"
+    checks.append(("eps", ~blank["eps"] & numbers("eps").isna(), "is not a number (nor blank)"))
+    for column in SHARES:
+        share = numbers(column)
+        checks.append((column, ok & blank[column], "is blank, but an ok row needs a number in [0, 1]"))
+        checks.append((column, ok & ~blank[column] & ~share.between(0, 1), "is not a number in [0, 1]"))
+    first: tuple[int, str, str] | None = None
+    for column, bad, what in checks:
+        bad = bad.to_numpy()
+        if bad.any():
+            row = int(bad.argmax())
+            if first is None or row < first[0]:
+                first = (row, column, f"{text[column].iloc[row]!r} {what}")
+    return first

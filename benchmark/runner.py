@@ -6,6 +6,7 @@ takes a ``RunConfig`` and returns the leaderboard of everything in the results s
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
@@ -33,6 +34,7 @@ from benchmark.diagnostics import defense_diagnostics
 from benchmark.leaderboard import records_to_frame, write_leaderboard
 from benchmark.metrics import cell_metrics, robust_predictions
 from benchmark.provenance import describe_device, library_versions
+from benchmark.seeding import seed_from_key, seeded
 from benchmark.store import ResultStore
 from defenses.base import DEFENSES, Defense, Split
 
@@ -155,7 +157,9 @@ class DefenseTrainer:
         if spec.label in self._trained:
             return self._trained[spec.label]
         key = self.key(spec)
-        entry = self._load(spec, key) or self._fit(spec, key)
+        waiting = lambda: self.reporter.log(f"{spec.label}: waiting for another run training checkpoint {key}")  # noqa: E731
+        with self.cache.lock(spec.name, key, on_wait=waiting):
+            entry = self._load(spec, key) or self._fit(spec, key)
         self._trained[spec.label] = entry
         return entry
 
@@ -183,14 +187,15 @@ class DefenseTrainer:
         for dependency in DEFENSES.get(spec.name).dependencies:
             self.trained(Spec(dependency))
         self.reporter.log(f"{spec.label}: training ({len(train)} images, profile {self.config.profile.name})")
-        torch.manual_seed(self.config.seed)  # before building: weight initialisation draws from it
-        defense = self.build(spec).to(self.device)
-        context = _FitContext(self, self.device, self.config.seed)
-        start = time.perf_counter()
-        defense.fit(train, val, context)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        seconds = time.perf_counter() - start
+        # Seeded before building: weight initialisation and the training's own draws come from it.
+        with seeded(self.config.seed, self.device):
+            defense = self.build(spec).to(self.device)
+            context = _FitContext(self, self.device, self.config.seed)
+            start = time.perf_counter()
+            defense.fit(train, val, context)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            seconds = time.perf_counter() - start
         self.cache.save(
             spec.name,
             key,
@@ -216,6 +221,21 @@ class CellFailure:
     defense: str
     attack: str
     message: str
+
+
+@dataclass(frozen=True)
+class EvaluationTarget:
+    """A trained defense with its test points and its stored clean predictions: what its cells share."""
+
+    spec: Spec
+    trained: TrainedDefense
+    x: Tensor
+    y: Tensor
+    clean: Tensor
+
+    @property
+    def label(self) -> str:
+        return self.spec.label
 
 
 def attack_access(attack: Attack) -> str:
@@ -276,26 +296,83 @@ class MatrixRunner:
         return self._slices[seed]
 
     def run(self) -> pd.DataFrame:
-        cfg, profile, trainer = self.config, self.config.profile, self.trainer
-        for defense_spec, defense in self.defenses:
-            defense_key, n_test = trainer.key(defense_spec), self.n_test(defense)
-            pending = self._pending_cells(defense_key, n_test)
+        trainer = self.trainer
+        for moved, target in self.store.move_aside():
+            self.reporter.log(f"warning: invalid record {moved}; moved to {target}, its cell is computed again")
+        plan = [(spec, self._pending_cells(trainer.key(spec), self.n_test(defense))) for spec, defense in self.defenses]
+        self._check_plan_size(sum(len(epsilons) for *_, pending in plan for _, _, epsilons in pending))
+        deferred: list[Callable[[], None]] = []
+        for defense_spec, pending in plan:
             if not pending:
                 continue
-            trained = trainer.trained(defense_spec)
-            test = self.data().test
-            test_x, test_y = test.x[:n_test].to(self.device), test.y[:n_test].to(self.device)
-            clean = _repeated_predictions(trained.defense, test_x, test_y, self.repeats, profile.batch_size)
-            self._diagnostics[defense_spec.label] = defense_diagnostics(
-                trained.defense, test_x, test_y, cfg.effective_eot_samples, profile.batch_size
-            )
+            target = self._evaluation_target(defense_spec)
             for attack_spec, attack, epsilons in pending:
-                self._evaluate(defense_spec, trained, attack_spec, attack, epsilons, test_x, test_y, clean)
-        frame = records_to_frame(self.store.records())
-        write_leaderboard(frame, Path(cfg.out_dir))
+                deferred += self._evaluate(target, attack_spec, attack, epsilons)
+        for finish in deferred:  # cells another run was computing: wait for it, then compute what it left
+            finish()
+        frame = self.leaderboard()
         frame.attrs["failures"] = self.failures
         frame.attrs["computed"] = self.computed
         return frame
+
+    def leaderboard(self) -> pd.DataFrame:
+        """Rewrite the leaderboard files from what is stored (also after an interrupted run)."""
+        with self.store.writer_lock():
+            frame = records_to_frame(self.store.records())
+            write_leaderboard(frame, Path(self.config.out_dir))
+        return frame
+
+    def _check_plan_size(self, cells: int) -> None:
+        limit = self.config.max_cells
+        if cells > limit:
+            raise BenchError(
+                f"the plan has {cells:,} cells to compute, above the limit of {limit:,}; select fewer defenses, "
+                f"attacks or epsilons, or pass --max-cells {cells} to run them all"
+            )
+
+    def clean_key(self, trained: TrainedDefense, n_test: int) -> str:
+        """Key of a defense's clean evaluation on the test slice: its predictions and diagnostics."""
+        cfg = self.config
+        return config_hash(
+            {
+                "clean_of": trained.key,
+                "n_test": n_test,
+                "seed": cfg.seed,
+                "prediction_repeats": prediction_repeats(trained.defense, self.repeats),
+                "eot_samples": cfg.effective_eot_samples,
+            }
+        )
+
+    def _evaluation_target(self, spec: Spec) -> EvaluationTarget:
+        trained = self.trainer.trained(spec)
+        test, n_test = self.data().test, self.n_test(trained.defense)
+        x, y = test.x[:n_test].to(self.device), test.y[:n_test].to(self.device)
+        return EvaluationTarget(spec, trained, x, y, self._clean_predictions(spec, trained, x, y))
+
+    def _clean_predictions(self, spec: Spec, trained: TrainedDefense, x: Tensor, y: Tensor) -> Tensor:
+        """The defense's clean predictions (all-correct rule), computed once per defense key and test slice
+        and stored, with the diagnostics behind the sanity flags, so every cell shares one clean accuracy."""
+        key, defense, batch_size = self.clean_key(trained, len(y)), trained.defense, self.config.profile.batch_size
+        waiting = lambda: self.reporter.log(f"{spec.label}: waiting for another run's clean evaluation")  # noqa: E731
+        with self.store.claim(key, wait=True, on_wait=waiting):
+            record = self.store.get_clean(key)
+            if record is None:
+                with seeded(seed_from_key(key), self.device):
+                    clean = _repeated_predictions(defense, x, y, self.repeats, batch_size)
+                    diagnostics = defense_diagnostics(defense, x, y, self.config.effective_eot_samples, batch_size)
+                record = {
+                    "clean_key": key,
+                    "defense": spec.label,
+                    "defense_key": trained.key,
+                    "n": len(y),
+                    "seed": self.config.seed,
+                    "predictions": clean.tolist(),
+                    "diagnostics": diagnostics,
+                    "created": datetime.now(UTC).isoformat(timespec="seconds"),
+                }
+                self.store.write_clean(record)
+        self._diagnostics[spec.label] = record["diagnostics"]
+        return torch.tensor(record["predictions"], dtype=y.dtype, device=self.device)
 
     def _pending_cells(self, defense_key: str, n_test: int) -> list[tuple[Spec, Attack, list[float | None]]]:
         """Per attack, the epsilons whose cell has no record yet (attacks with none are left out)."""
@@ -391,67 +468,81 @@ class MatrixRunner:
         }
 
     def _evaluate(
-        self,
-        defense_spec: Spec,
-        trained: TrainedDefense,
-        attack_spec: Spec,
-        attack: Attack,
-        epsilons: list[float | None],
-        x: Tensor,
-        y: Tensor,
-        clean: Tensor,
+        self, target: EvaluationTarget, attack_spec: Spec, attack: Attack, epsilons: list[float | None]
+    ) -> list[Callable[[], None]]:
+        """Evaluate the cells of one (defense, attack) pair; returns, for cells another run is computing
+        right now, what finishes them (wait for that run, then compute whatever it did not store)."""
+        deferred = []
+        # Minimisation attacks produce a whole curve from one run; fixed-budget ones run per epsilon.
+        for group in [epsilons] if attack.minimization else [[eps] for eps in epsilons]:
+            if not self._evaluate_group(target, attack_spec, attack, group, wait=False):
+                deferred.append(functools.partial(self._evaluate_group, target, attack_spec, attack, group, wait=True))
+        return deferred
+
+    def _evaluate_group(
+        self, target: EvaluationTarget, attack_spec: Spec, attack: Attack, group: list[float | None], wait: bool
+    ) -> bool:
+        """Claim and compute the cells of one attack run (one ε, or a minimisation attack's curve).
+        Returns False, computing nothing, when another run holds the claim and ``wait`` is False."""
+        defense, label = target.trained.defense, f"{target.label} × {attack_spec.label}"
+        keys = [self.cell_key(target.trained.key, attack_spec, attack, eps, len(target.y)) for eps in group]
+        waiting = lambda: self.reporter.log(f"{label}: waiting for another run computing this cell")  # noqa: E731
+        with self.store.claim(keys[0], wait=wait, on_wait=waiting) as held:
+            if not held:
+                return False
+            group = [eps for eps, key in zip(group, keys, strict=True) if not self.store.has(key)]
+            if not group:
+                return True
+            missing = attack.requires - defense.provides
+            if missing:
+                reason = f"{attack_spec.label} needs {', '.join(sorted(missing))}, which {target.label} lacks"
+                for eps in group:
+                    record = self._base_record(target.spec, target.trained, attack_spec, attack, eps)
+                    self._write({**record, "status": "skipped", "note": reason})
+                self.reporter.log(f"{label}: skipped ({reason})")
+                return True
+            # Every draw of the cell (the attack's, the defense's sampling, EOT, repeated predictions)
+            # comes from its key: the same cell gives the same record in any run, process or order.
+            with seeded(seed_from_key(keys[0]), self.device):
+                self._attack_and_record(target, attack_spec, attack, group, seed_from_key(keys[0]))
+        return True
+
+    def _attack_and_record(
+        self, target: EvaluationTarget, attack_spec: Spec, attack: Attack, group: list[float | None], seed: int
     ) -> None:
-        defense, label = trained.defense, f"{defense_spec.label} × {attack_spec.label}"
-        missing = attack.requires - defense.provides
-        if missing:
-            reason = f"{attack_spec.label} needs {', '.join(sorted(missing))}, which {defense_spec.label} lacks"
-            for eps in epsilons:
-                self._write(
-                    {
-                        **self._base_record(defense_spec, trained, attack_spec, attack, eps),
-                        "status": "skipped",
-                        "note": reason,
-                    }
-                )
-            self.reporter.log(f"{label}: skipped ({reason})")
-            return
+        defense, label = target.trained.defense, f"{target.label} × {attack_spec.label}"
+        x, y, clean = target.x, target.y, target.clean
         clean_correct = clean == y
         attacked = clean_correct.nonzero().squeeze(1)
         model, criterion = self.attacked_model(defense, attack), self.criterion(defense, attack)
-        # Minimisation attacks produce a whole curve from one run; fixed-budget ones run per epsilon.
-        groups = [epsilons] if attack.minimization else [[eps] for eps in epsilons]
-        for group in groups:
-            key = self.cell_key(trained.key, attack_spec, attack, group[0], len(y))
-            seed = int(key[:8], 16)
-            generator = torch.Generator(device=self.device).manual_seed(seed)
-            adversarial = [x.clone() for _ in group]
-            start = time.perf_counter()
-            try:
-                with frozen_parameters(model):
-                    self._attack_batches(attack, model, criterion, x, y, attacked, group, generator, adversarial, label)
-            except BenchError as error:
-                self.failures.append(CellFailure(defense_spec.label, attack_spec.label, str(error)))
-                self.reporter.log(f"error: {label}: {error}; no number recorded for this cell")
-                continue
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
-            seconds = time.perf_counter() - start
-            torch.manual_seed(seed)
-            for eps, x_adv in zip(group, adversarial, strict=True):
-                predictions = _repeated_predictions(defense, x_adv, y, self.repeats, self.config.profile.batch_size)
-                # An input the attack left untouched keeps its clean verdict: drawing a randomized defense
-                # again on the same input would count its sampling noise twice (ε = 0 would fall below clean).
-                untouched = (x_adv == x).flatten(1).all(dim=1)
-                predictions = torch.where(clean_correct & ~untouched, predictions, clean)
-                record = self._base_record(defense_spec, trained, attack_spec, attack, eps)
-                record.update(cell_metrics(y, clean_correct, predictions, x, x_adv))
-                record.update(defense.evaluation_metrics(x[attacked], x_adv[attacked]))
-                record.update(status="ok", attack_seconds=seconds, note=self._note(attack, len(group)))
-                self._write(record)
-                self.reporter.log(
-                    f"{label} {record['budget']}: robust accuracy {record['robust_accuracy']:.3f} "
-                    f"(clean {record['clean_accuracy']:.3f}) in {seconds:.1f} s"
-                )
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        adversarial = [x.clone() for _ in group]
+        start = time.perf_counter()
+        try:
+            with frozen_parameters(model):
+                self._attack_batches(attack, model, criterion, x, y, attacked, group, generator, adversarial, label)
+        except BenchError as error:
+            self.failures.append(CellFailure(target.label, attack_spec.label, str(error)))
+            self.reporter.log(f"error: {label}: {error}; no number recorded for this cell")
+            return
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        seconds = time.perf_counter() - start
+        for eps, x_adv in zip(group, adversarial, strict=True):
+            predictions = _repeated_predictions(defense, x_adv, y, self.repeats, self.config.profile.batch_size)
+            # An input the attack left untouched keeps its clean verdict: drawing a randomized defense
+            # again on the same input would count its sampling noise twice (ε = 0 would fall below clean).
+            untouched = (x_adv == x).flatten(1).all(dim=1)
+            predictions = torch.where(clean_correct & ~untouched, predictions, clean)
+            record = self._base_record(target.spec, target.trained, attack_spec, attack, eps)
+            record.update(cell_metrics(y, clean_correct, predictions, x, x_adv))
+            record.update(defense.evaluation_metrics(x[attacked], x_adv[attacked]))
+            record.update(status="ok", attack_seconds=seconds, note=self._note(attack, len(group)))
+            self._write(record)
+            self.reporter.log(
+                f"{label} {record['budget']}: robust accuracy {record['robust_accuracy']:.3f} "
+                f"(clean {record['clean_accuracy']:.3f}) in {seconds:.1f} s"
+            )
 
     def _note(self, attack: Attack, curve_length: int) -> str:
         notes = ["one run for the whole ε-curve"] if curve_length > 1 else []

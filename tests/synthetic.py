@@ -40,3 +40,43 @@ def blobs(n: int = 256) -> Split:
     x[y == 0, :, :14] += 0.6
     x[y == 1, :, 14:] += 0.6
     return Split(x.clamp(0, 1), y)
+
+
+def cell_record(key: str = "0123456789abcdef", **changes: object) -> dict:
+    """A valid stored cell record (8 points, 4 robust), with ``changes`` applied."""
+    record = {
+        "cell_key": key,
+        "defense": "cnn",
+        "attack": "fgsm",
+        "backend": "native",
+        "threat_model": "linf",
+        "access": "white-box",
+        "budget": "ε=0.1",
+        "profile": "smoke",
+        "status": "ok",
+        "seed": 0,
+        "eps": 0.1,
+        "config_hash": "c0ffee",
+        "randomized": False,
+        "eot_samples": 1,
+        "prediction_repeats": 1,
+        "device": "cpu",
+        "library_versions": "python=3.11",
+        "created": "2026-11-29T00:00:00+00:00",
+        "n": 8,
+        "clean_accuracy": 1.0,
+        "robust_accuracy": 0.5,
+        "robust_accuracy_ci_low": 0.2,
+        "robust_accuracy_ci_high": 0.8,
+        "robust_points": "f0",
+        "f1_macro": 0.5,
+        "attack_success_rate": 0.5,
+        "linf_mean": 0.1,
+        "linf_max": 0.1,
+        "l2_mean": 1.0,
+        "attack_seconds": 1.5,
+        "gradient_masking_share": 0.0,
+        "prediction_flip_share": 0.0,
+        "train_seconds": 3.0,
+    }
+    return {**record, **changes}

@@ -24,8 +24,9 @@ COLUMNS = (
 )
 #: The suite's sections; ``run`` (hours on a CPU) is left out unless asked for.
 ATTACKS, DEEPFOOL, WORST, TRAINING, ABS, RUN = "attacks", "deepfool", "worst", "training", "abs", "run"
-SECTIONS = (ATTACKS, DEEPFOOL, WORST, TRAINING, ABS, RUN)
-DEFAULT_SECTIONS = (ATTACKS, DEEPFOOL, WORST, TRAINING, ABS)
+STARTUP = "startup"
+SECTIONS = (ATTACKS, DEEPFOOL, WORST, TRAINING, ABS, STARTUP, RUN)
+DEFAULT_SECTIONS = (ATTACKS, DEEPFOOL, WORST, TRAINING, ABS, STARTUP)
 #: Notes of measurements whose command failed start with this (their targets count as not met).
 FAILED = "failed"
 
@@ -43,6 +44,13 @@ class Measurement:
     ratio_to_reference: float  # images/s over the reference contender's (NaN without a reference)
     note: str = ""
     robust_accuracy: float = math.nan
+
+
+def wall_time(
+    section: str, task: str, contender: str, device: str, seconds: float, repeats: int, note: str
+) -> Measurement:
+    """A measurement of a whole command's wall time (no batch, no images/s, no reference)."""
+    return Measurement(section, task, contender, device, math.nan, math.nan, seconds, repeats, math.nan, note)
 
 
 def from_timings(

@@ -22,7 +22,8 @@ METHOD = (
     "around every timed call). "
     "Reported: the median seconds per call, images/s = images per call ÷ median, and the ratio of images/s "
     "to the task's reference (the hand-written loop for PGD, FGSM and training; Foolbox for DeepFool). "
-    "Robust accuracy counts a point when it is classified correctly both clean and under the attack."
+    "Robust accuracy counts a point when it is classified correctly both clean and under the attack. "
+    "The startup section times each command as a fresh `python -m benchmark` process, in the same rounds."
 )
 
 

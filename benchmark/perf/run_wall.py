@@ -8,7 +8,6 @@ laptop CPU, so the section runs only when asked for by name.
 
 from __future__ import annotations
 
-import math
 import subprocess
 import sys
 import tempfile
@@ -16,7 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmark.perf.measurements import FAILED, Measurement
+from benchmark.perf.measurements import FAILED, Measurement, wall_time
 from benchmark.perf.workbench import Workbench, log
 
 RUN_ARGS = ("run", "--defenses", "all", "--attacks", "fgsm,deepfool", "--profile", "quick", "--no-progress")
@@ -54,18 +53,5 @@ def run_rows(bench: Workbench, section: str, spawn: Spawn = spawn_bench) -> list
             log_path = root / f"{phase}.log"
             seconds, status = spawn(argv, log_path)
             note = "" if status == 0 else f"{FAILED} (exit {status}): {_last_line(log_path)}"
-            rows.append(
-                Measurement(
-                    section=section,
-                    task=TASK,
-                    contender=phase,
-                    device=bench.device_name,
-                    batch=math.nan,
-                    images_per_s_median=math.nan,
-                    seconds_median=seconds,
-                    repeats=1,
-                    ratio_to_reference=math.nan,
-                    note=note,
-                )
-            )
+            rows.append(wall_time(section, TASK, phase, bench.device_name, seconds, 1, note))
     return rows

@@ -14,6 +14,7 @@ from benchmark.perf.attack_contenders import DEEPFOOL_TASK, FGSM_TASK, PGD_TASK,
 from benchmark.perf.measurements import Measurement
 from benchmark.perf.report import write_report
 from benchmark.perf.run_wall import run_rows
+from benchmark.perf.startup import startup_rows
 from benchmark.perf.training import training_rows
 from benchmark.perf.workbench import PerfSettings, Workbench
 
@@ -23,6 +24,7 @@ SECTION_RUNNERS: dict[str, Callable[[Workbench, str], list[Measurement]]] = {
     sections.WORST: lambda bench, name: attack_rows(bench, name, [WORST_TASK]),
     sections.TRAINING: training_rows,
     sections.ABS: abs_rows,
+    sections.STARTUP: startup_rows,
     sections.RUN: run_rows,
 }
 

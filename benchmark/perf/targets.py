@@ -14,7 +14,7 @@ import pandas as pd
 
 from benchmark.perf import attack_contenders as attacks
 from benchmark.perf import measurements as sections
-from benchmark.perf import run_wall, training
+from benchmark.perf import run_wall, startup, training
 from benchmark.perf.measurements import FAILED
 
 MET, NOT_MET, NOT_MEASURED = "met", "not met", "not measured"
@@ -23,6 +23,7 @@ PGD_RATIO_OFF, PGD_RATIO_ON = 0.95, 3.0
 DEEPFOOL_RATIO_FOOLBOX, DEEPFOOL_RATIO_ART = 1.0, 3.0
 TRAINING_SLOWDOWN = 1.1
 RUN_SECONDS = {"cold": 30 * 60, "warm": 5 * 60, "stored": 10}
+STARTUP_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,16 @@ def _run(frame: pd.DataFrame, phase: str) -> Target:
     return Target(target, measured, _status(not failed and row["seconds_median"] <= limit))
 
 
+def _startup(frame: pd.DataFrame, task: str) -> Target:
+    target = f"`{task}` in a fresh process < {STARTUP_SECONDS:g} s"
+    row = _row(frame, sections.STARTUP, task, startup.CONTENDER)
+    if row is None:
+        return Target(target, "–", NOT_MEASURED)
+    failed = str(row["note"]).startswith(FAILED)
+    measured = f"{row['seconds_median']:.2f} s" + (f" ({row['note']})" if failed else "")
+    return Target(target, measured, _status(not failed and row["seconds_median"] < STARTUP_SECONDS))
+
+
 TARGETS: list[Callable[[pd.DataFrame], Target]] = [
     lambda f: _pgd(f, attacks.HARNESS, PGD_RATIO_OFF, "early stopping off"),
     lambda f: _pgd(f, attacks.HARNESS_EARLY_STOP, PGD_RATIO_ON, "early stopping on"),
@@ -108,6 +119,7 @@ TARGETS: list[Callable[[pd.DataFrame], Target]] = [
     lambda f: _deepfool(f, attacks.ART, DEEPFOOL_RATIO_ART),
     _worst_case,
     *(lambda f, a=arch, m=mode: _training(f, a, m) for arch in training.ARCHS for mode in training.MODES),
+    *(lambda f, t=task: _startup(f, t) for task in startup.TASKS),
     *(lambda f, p=phase: _run(f, p) for phase in run_wall.PHASES),
 ]
 

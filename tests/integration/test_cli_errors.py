@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
         (["--defenses", ""], "no defense selected"),
         (["--attacks", ","], "no attack selected"),
         (["--profile", "huge"], "unknown profile 'huge'; valid: smoke, quick, paper"),
-        (["--repeats", "0"], "--repeats must be at least 1"),
+        (["--repeats", "0"], "--repeats must be between 1 and 1,000"),
         (["--attacks", "pgd:steps=-1"], "steps must be at least 1"),
         (["--device", "tpu"], "unknown device 'tpu'"),
         (["--seed", "x"], "invalid int value"),

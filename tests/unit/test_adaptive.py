@@ -3,6 +3,7 @@ import math
 import torch
 from torch import nn
 
+from attacks import adaptive
 from attacks.adaptive import BPDA, ExpectationOverTransformation
 from attacks.gradient import input_gradient
 
@@ -47,3 +48,20 @@ def test_bpda_applies_the_transform_forward_and_identity_backward(images):
     assert torch.equal(out, (images > 0.5).float())
     (out * torch.arange(64.0).view(1, 1, 8, 8)).sum().backward()
     assert torch.equal(x.grad, torch.arange(64.0).view(1, 1, 8, 8).expand_as(images))
+
+
+def test_eot_in_chunks_gives_the_same_values_and_gradients_as_one_pass(images, labels, monkeypatch):
+    """Many draws run in chunks (each recomputed in the backward pass with the same draws), so a large
+    ``eot_samples`` costs time, not memory; the numbers are those of one pass over all draws."""
+    model, x = NoisyLinear().eval(), images[:8].clone().requires_grad_(True)
+    results = []
+    for chunk_images in (10_000, 16):  # all 6 draws in one pass; then 2 draws (16 images) per chunk
+        monkeypatch.setattr(adaptive, "EOT_CHUNK_IMAGES", chunk_images)
+        torch.manual_seed(5)
+        logits = ExpectationOverTransformation(model, samples=6)(x)
+        (gradient,) = torch.autograd.grad(nn.functional.cross_entropy(logits, labels[:8]), x)
+        results.append((logits.detach(), gradient))
+    (one_pass, one_pass_gradient), (chunked, chunked_gradient) = results
+    assert torch.allclose(one_pass, chunked, atol=1e-5)
+    assert torch.allclose(one_pass_gradient, chunked_gradient, atol=1e-6)
+    assert chunked_gradient.abs().sum() > 0

@@ -206,8 +206,8 @@ def test_a_section_run_alone_keeps_the_other_sections_of_perf_csv(tmp_path, monk
     ("args", "message"),
     [
         (["--sections", "attacks,nope"], "unknown perf section 'nope'"),
-        (["--repeats", "0"], "--repeats must be at least 1"),
-        (["--batch-size", "-3"], "--batch-size must be at least 1"),
+        (["--repeats", "0"], "--repeats must be between 1 and 1,000"),
+        (["--batch-size", "-3"], "--batch-size must be between 1 and 100,000"),
         (["--device", "tpu"], "unknown device 'tpu'"),
     ],
 )

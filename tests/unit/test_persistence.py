@@ -5,7 +5,6 @@ import torch
 
 from benchmark.atomic import atomic_write_text
 from benchmark.checkpoints import CheckpointCache, CorruptCheckpoint
-from benchmark.store import ResultStore
 
 
 def test_checkpoint_round_trip(tmp_path):
@@ -35,14 +34,6 @@ def test_checkpoints_refuse_pickled_code(tmp_path):
     torch.save({"state": {}, "meta": {"config_hash": "k", "f": print}}, cache.path("cnn", "k"))
     with pytest.raises(CorruptCheckpoint):
         cache.load("cnn", "k")
-
-
-def test_store_writes_one_record_per_cell_and_ignores_partial_files(tmp_path):
-    store = ResultStore(tmp_path)
-    store.write({"cell_key": "a", "robust_accuracy": 0.5, "ci": float("nan")})
-    (tmp_path / "cells" / "b.json").write_text('{"cell_key": "b", "robust_')
-    assert store.has("a") and not store.has("b")
-    assert store.records() == [{"cell_key": "a", "ci": None, "robust_accuracy": 0.5}]
 
 
 def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):

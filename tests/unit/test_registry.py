@@ -11,6 +11,7 @@ import pytest
 from attacks.base import ATTACKS
 from attacks.errors import BenchError
 from attacks.registry import Plugin, Registry, Spec
+from benchmark.config import get_profile
 from defenses.base import DEFENSES
 
 
@@ -33,7 +34,7 @@ def test_build_applies_profile_then_user_options():
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("pgd:stepz=3", "has no option 'stepz'; valid options: early_stop, random_start, rel_stepsize, steps"),
+        ("pgd:stepz=3", r"no option 'stepz'; did you mean 'steps'\? valid options: early_stop, random_start, rel_"),
         ("pgd:steps=many", "must be a number"),
         ("pgd:steps=0", "steps must be at least 1"),
         ("vae:arch=resnet", "must be one of fc, cnn"),
@@ -47,10 +48,27 @@ def test_bad_options_are_explained(spec, message):
 
 
 def test_unknown_names_list_the_valid_ones():
-    with pytest.raises(BenchError, match=r"unknown attack 'fgsn'; valid: .*fgsm.*pgd"):
+    with pytest.raises(BenchError, match=r"unknown attack 'fgsn'; did you mean 'fgsm'\? valid: .*fgsm.*pgd"):
         ATTACKS.expand("fgsm,fgsn")
     with pytest.raises(BenchError, match="no defense selected"):
         DEFENSES.expand(" , ")
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: ATTACKS.get("fgms"), "unknown attack 'fgms'; did you mean 'fgsm'? valid: apgd, "),
+        (lambda: DEFENSES.get("madri"), "unknown defense 'madri'; did you mean 'madry'? valid: abs, "),
+        (lambda: ATTACKS.get("cw"), "unknown attack 'cw'; valid: apgd, "),  # nothing close: no guess
+        (lambda: ATTACKS.build("pgd:step=3", "quick"), "has no option 'step'; did you mean 'steps'? valid options: "),
+        (lambda: get_profile("quik"), "unknown profile 'quik'; did you mean 'quick'? valid: smoke, quick, paper"),
+        (lambda: get_profile("huge"), "unknown profile 'huge'; valid: smoke, quick, paper"),
+    ],
+)
+def test_typos_get_a_suggestion_on_one_line(call, message):
+    with pytest.raises(BenchError) as raised:
+        call()
+    assert message in str(raised.value) and "\n" not in str(raised.value)
 
 
 def test_all_selects_every_primary_name_once():

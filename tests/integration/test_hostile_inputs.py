@@ -1,0 +1,181 @@
+"""A hostile user's inputs: each gets one line `bench: error: …`, exit 2, no traceback, and loses nothing.
+
+Every case runs against an output directory that already holds a finished cell; afterwards the cell,
+its bytes unchanged, must still be there.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+from pathlib import Path
+
+import pytest
+
+from benchmark.cli import main
+from tests.synthetic import cell_record
+
+pytestmark = pytest.mark.integration
+
+KEPT_KEY = "0123456789abcdef"
+KEPT_RECORD = cell_record(KEPT_KEY)
+LEADERBOARD = (
+    "profile,defense,attack,eps,status,robust_accuracy,robust_accuracy_ci_low,robust_accuracy_ci_high\n"
+    "smoke,cnn,fgsm,0.1,ok,{value},0.2,0.8\n"
+)
+
+
+@pytest.fixture
+def out(tmp_path: Path) -> Path:
+    """A results directory holding one finished cell."""
+    cells = tmp_path / "out" / "cells"
+    cells.mkdir(parents=True)
+    (cells / f"{KEPT_KEY}.json").write_text(json.dumps(KEPT_RECORD))
+    return tmp_path / "out"
+
+
+def bad_mnist(tmp_path: Path, mnist_dir: Path, damage: str) -> Path:
+    """A copy of the real MNIST files with one file damaged."""
+    raw = tmp_path / "bad-mnist" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte"):
+        (raw / name).symlink_to(mnist_dir / "MNIST" / "raw" / name)
+    labels = bytearray((mnist_dir / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").read_bytes())
+    if damage == "truncated":
+        labels = labels[:-10]
+    elif damage == "header":
+        labels[:4] = struct.pack(">i", 12345)
+    elif damage == "labels":
+        labels[8 + 5] = 12
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(bytes(labels))
+    return raw.parent.parent
+
+
+CASES = {
+    # ε lists and ranges
+    "huge epsilon range": (["run", "--eps", "0:1:0.000001"], "has 1,000,001 values; at most 100"),
+    "too many epsilons": (["run", "--eps", ",".join(f"{i / 1000}" for i in range(101))], "at most 100"),
+    "epsilon above 1": (["run", "--eps", "1.5"], "epsilon 1.5 is outside [0, 1]"),
+    "epsilon not a number": (["run", "--eps", "0.1,abc"], "epsilon 'abc' is not a number"),
+    "epsilon nan": (["run", "--eps", "nan"], "is not a finite number"),
+    "empty epsilon list": (["run", "--eps", ","], "no epsilon given"),
+    "backwards range": (["run", "--eps", "0.3:0.1:0.1"], "needs start <= stop"),
+    "range of two parts": (["run", "--eps", "0:0.3"], "must be start:stop:step"),
+    # budgets and seeds
+    "billion repeats": (["run", "--repeats", "1000000000"], "--repeats must be between 1 and 1,000"),
+    "zero repeats": (["run", "--repeats", "0"], "--repeats must be between 1 and 1,000"),
+    "billion EOT samples": (["run", "--eot-samples", "1000000000"], "--eot-samples must be between 1 and 1,000"),
+    "huge seed": (["run", "--seed", "99999999999999999999999"], "--seed must be between 0 and"),
+    "negative seed": (["run", "--seed", "-1"], "--seed must be between 0 and"),
+    "seed not a number": (["run", "--seed", "x"], "invalid int value"),
+    "zero max cells": (["run", "--max-cells", "0"], "--max-cells must be at least 1"),
+    "plan above the cell limit": (
+        ["run", "--defenses", "cnn", "--attacks", "fgsm,pgd", "--eps", "0:0.3:0.01", "--max-cells", "20"],
+        "the plan has 62 cells to compute, above the limit of 20",
+    ),
+    "everything at a fine grid": (
+        ["run", "--defenses", "all", "--attacks", "all", "--eps", "0:0.99:0.01"],
+        "above the limit of 500; select fewer defenses, attacks or epsilons, or pass --max-cells",
+    ),
+    # names, typos and options
+    "attack typo": (["run", "--attacks", "fgms"], "unknown attack 'fgms'; did you mean 'fgsm'?"),
+    "defense typo": (["run", "--defenses", "cnnn"], "unknown defense 'cnnn'; did you mean 'cnn'?"),
+    "profile typo": (["run", "--profile", "smok"], "unknown profile 'smok'; did you mean 'smoke'?"),
+    "option typo": (["run", "--attacks", "pgd:step=3"], "did you mean 'steps'?"),
+    "option not a number": (["run", "--attacks", "pgd:steps=abc"], "must be a number (int); got 'abc'"),
+    "option without a value": (["run", "--attacks", "pgd:steps"], "is not of the form key=value"),
+    "option out of its choices": (["run", "--defenses", "vae:arch=resnet"], "must be one of fc, cnn"),
+    "option out of range": (["run", "--attacks", "pgd:steps=-1"], "steps must be at least 1"),
+    "no defense": (["run", "--defenses", ""], "no defense selected"),
+    "unknown device": (["run", "--device", "tpu"], "unknown device 'tpu'"),
+    "unknown command": (["frobnicate"], "invalid choice: 'frobnicate'"),
+    # perf options
+    "unknown perf section": (["perf", "--sections", "nonsense"], "nonsense"),
+    "zero perf repeats": (["perf", "--repeats", "0"], "--repeats must be between 1 and 1,000"),
+    "zero batch size": (["perf", "--batch-size", "0"], "--batch-size must be between 1 and 100,000"),
+    # check and its baseline
+    "baseline missing": (["check", "--baseline", "nope.csv"], "baseline nope.csv does not exist"),
+    "floor out of range": (["check", "--baseline", "README.md", "--floor", "2"], "--floor must lie in [0, 1]"),
+}
+
+
+@pytest.mark.parametrize(("args", "message"), CASES.values(), ids=CASES.keys())
+def test_bad_input_gets_one_line_exit_2_and_loses_nothing(bench, out, args, message):
+    if args[0] in ("run", "perf"):
+        args = [*args, "--out", str(out)]
+    assert_refused(bench(*args), message, out)
+
+
+def assert_refused(result: tuple[int, str, str], message: str, out: Path) -> None:
+    code, _, stderr = result
+    assert code == 2, stderr
+    assert stderr.startswith("bench: error: ") and stderr.count("\n") == 1, stderr
+    assert message in stderr and "Traceback" not in stderr
+    assert json.loads((out / "cells" / f"{KEPT_KEY}.json").read_text()) == KEPT_RECORD
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("high", "'high' is not a number in [0, 1]"), ("", "column robust_accuracy"), ("1.7", "1.7")],
+    ids=["non-numeric", "blank", "above 1"],
+)
+def test_a_bad_baseline_value_is_named_by_row_and_column(bench, out, tmp_path, value, message):
+    baseline = tmp_path / "baseline.csv"
+    baseline.write_text(LEADERBOARD.format(value=value))
+    (out / "leaderboard.csv").write_text(LEADERBOARD.format(value=0.5))
+    code, stdout, stderr = bench("check", "--baseline", str(baseline), "--run", str(out))
+    assert_refused((code, stdout, stderr), message, out)
+    assert "line 2" in stderr
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("truncated", "t10k-labels-idx1-ubyte is truncated"),
+        ("header", "t10k-labels-idx1-ubyte"),
+        ("labels", "t10k-labels-idx1-ubyte"),
+    ],
+)
+def test_damaged_mnist_names_the_file(out, tmp_path, mnist_dir, capsys, damage, message):
+    data = bad_mnist(tmp_path, mnist_dir, damage)
+    argv = ["run", "--defenses", "cnn", "--attacks", "fgsm", "--profile", "smoke", "--no-download", "--no-progress"]
+    code = main([*argv, "--out", str(out), "--data-dir", str(data), "--cache-dir", str(tmp_path / "cache")])
+    captured = capsys.readouterr()
+    assert_refused((code, captured.out, captured.err), message, out)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["{}", "[1, 2]", '{"cell_key": ', json.dumps({**KEPT_RECORD, "cell_key": "fedcba9876543210"})],
+    ids=["empty object", "list", "unparsable", "filed under another key"],
+)
+def test_invalid_records_are_named_skipped_and_kept(bench, out, text):
+    bad = out / "cells" / "1111111111111111.json"
+    bad.write_text(text)
+    code, stdout, stderr = bench("show", "--out", str(out))
+    assert code == 0 and "| cnn " in stdout
+    assert stderr.startswith("bench: warning: skipped 1 invalid record(s)") and "1111111111111111.json" in stderr
+    assert stderr.count("\n") == 1 and bad.read_text() == text  # a reader never moves or deletes
+
+
+def test_a_run_moves_an_invalid_record_aside_and_recomputes_its_cell(bench, tmp_path):
+    out = tmp_path / "out"
+    assert bench("run", "--defenses", "cnn", "--attacks", "fgsm", "--eps", "0.1", "--out", str(out))[0] == 0
+    (path,) = (out / "cells").glob("*.json")
+    original = json.loads(path.read_text())
+    path.write_text(json.dumps({**original, "robust_accuracy": "0.5"}))
+    code, stdout, stderr = bench("run", "--defenses", "cnn", "--attacks", "fgsm", "--eps", "0.1", "--out", str(out))
+    assert code == 0 and "1 cells computed" in stdout
+    assert f"invalid record cells/{path.name}: robust_accuracy is '0.5'" in stderr
+    assert json.loads((out / "rejected" / "cells" / path.name).read_text())["robust_accuracy"] == "0.5"
+    recomputed = json.loads(path.read_text())
+    assert recomputed["robust_accuracy"] == original["robust_accuracy"]
+
+
+def test_unwritable_out_dir(bench, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code, _, stderr = bench("run", "--out", str(blocker / "out"))
+    assert code == 2 and f"cannot write to --out {blocker / 'out'}" in stderr and stderr.count("\n") == 1
+    shutil.rmtree(tmp_path)
