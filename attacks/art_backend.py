@@ -15,7 +15,8 @@ from torch import Tensor, nn
 
 from attacks.base import Attack, project_linf, register_attack
 from attacks.gradient import PGD_PROFILE_OVERRIDES, PGDConfig
-from attacks.library_backends import derived_seed, number_of_classes, seeded_global_rngs
+from attacks.library_backends import derived_seed, number_of_classes
+from foundation.seeding import seeded
 
 ART_BATCH_SIZE = 256
 
@@ -38,7 +39,7 @@ class ArtAttack(Attack):
 
     def _run(self, model: nn.Module, x: Tensor, y: Tensor, eps: float, generator: torch.Generator) -> Tensor:
         attack = self._art_attack(art_classifier(model, x), eps)
-        with seeded_global_rngs(derived_seed(generator), x.device):
+        with seeded(derived_seed(generator), x.device):
             x_adv = attack.generate(x=x.detach().cpu().numpy(), y=y.detach().cpu().numpy())
         return torch.from_numpy(np.asarray(x_adv, dtype=np.float32)).to(x.device)
 

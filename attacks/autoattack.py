@@ -16,7 +16,7 @@ fooled, keeps the first member's example that fools each point and hands later m
 points still standing.
 
 Both attacks differentiate whatever model the runner hands them: for randomized defenses that is
-the EOT module (``attacks.adaptive.ExpectationOverTransformation``), so ``apgd`` is EOT-APGD and
+the EOT module (``foundation.adaptive.ExpectationOverTransformation``), so ``apgd`` is EOT-APGD and
 AutoAttack's gradient members are EOT attacks too.  Where no member fools a point, the example kept
 is APGD-CE's highest-loss iterate (see ``apgd_ce``), the strongest candidate for a randomized
 defense's fresh draws.
@@ -32,8 +32,8 @@ import torch
 from torch import Tensor, nn
 
 from attacks.base import Attack, register_attack
-from attacks.errors import BenchError
 from attacks.library_backends import library_session, number_of_classes, run_member, run_torchattacks, square_linf
+from foundation.errors import BenchError
 
 #: APGD's step-size checkpoint threshold (Croce & Hein 2020, §3.2); AutoAttack fixes it.
 APGD_RHO = 0.75

@@ -18,8 +18,8 @@ import torch
 from torch import Tensor, nn
 
 from attacks.criteria import Criterion, Misclassification
-from attacks.errors import BenchError, ThreatModelViolation
-from attacks.registry import Plugin, Registry
+from foundation.errors import BenchError, ThreatModelViolation
+from foundation.registry import Plugin, Registry
 
 ThreatModel = Literal["linf", "l2", "semantic"]
 

@@ -21,9 +21,9 @@ from attacks.library_backends import (
     deployed_model,
     derived_seed,
     run_torchattacks,
-    seeded_global_rngs,
     square_linf,
 )
+from foundation.seeding import seeded
 
 
 @dataclass(frozen=True)
@@ -215,7 +215,7 @@ class HopSkipJump(Attack):
                 verbose=False,
             )
             inputs = torch.stack((x[attacked], start[found])).cpu().numpy()
-            with seeded_global_rngs(derived_seed(generator), x.device):
+            with seeded(derived_seed(generator), x.device):
                 x_adv = attack.generate(x=inputs[0], x_adv_init=inputs[1])
         result[attacked] = torch.from_numpy(np.asarray(x_adv)).to(device=x.device, dtype=x.dtype)
         return result

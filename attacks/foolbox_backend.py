@@ -14,7 +14,8 @@ from torch import Tensor, nn
 from attacks.art_backend import DEEPFOOL_PROFILE_OVERRIDES, DeepFoolConfig
 from attacks.base import Attack, register_attack
 from attacks.gradient import PGD_PROFILE_OVERRIDES, PGDConfig
-from attacks.library_backends import derived_seed, seeded_global_rngs
+from attacks.library_backends import derived_seed
+from foundation.seeding import seeded
 
 
 class FoolboxAttack(Attack):
@@ -26,7 +27,7 @@ class FoolboxAttack(Attack):
         import foolbox
 
         fmodel = foolbox.PyTorchModel(model, bounds=(0.0, 1.0), device=x.device)
-        with seeded_global_rngs(derived_seed(generator), x.device):
+        with seeded(derived_seed(generator), x.device):
             _, clipped, _ = self._foolbox_attack()(fmodel, x, y, epsilons=epsilons)
         return [adv.detach().clamp_(0.0, 1.0) for adv in clipped]
 

@@ -6,11 +6,12 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
-from attacks.errors import BenchError
+from foundation.errors import BenchError
+from foundation.parameters import frozen_parameters
+from foundation.seeding import seeded
 
 
 def derived_seed(generator: torch.Generator) -> int:
@@ -18,35 +19,9 @@ def derived_seed(generator: torch.Generator) -> int:
     return int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=generator.device).item())
 
 
-@contextlib.contextmanager
-def seeded_global_rngs(seed: int, device: torch.device) -> Iterator[None]:
-    """Seed torch's and numpy's global RNGs for the duration, then restore them."""
-    devices = [device] if device.type == "cuda" else []
-    numpy_state = np.random.get_state()
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        np.random.seed(seed)
-        try:
-            yield
-        finally:
-            np.random.set_state(numpy_state)
-
-
 def number_of_classes(model: nn.Module, x: Tensor) -> int:
     with torch.no_grad():
         return int(model(x[:1]).shape[-1])
-
-
-@contextlib.contextmanager
-def frozen_parameters(model: nn.Module) -> Iterator[None]:
-    """Attacks need input gradients only: switch weight gradients off, then restore the flags."""
-    flags = [(parameter, parameter.requires_grad) for parameter in model.parameters()]
-    model.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for parameter, flag in flags:
-            parameter.requires_grad_(flag)
 
 
 class DeployedModeModel(nn.Module):
@@ -89,7 +64,7 @@ def library_session(model: nn.Module, x: Tensor, generator: torch.Generator) -> 
     gradients are off, and the global RNG states are restored afterwards.
     """
     seed = derived_seed(generator)
-    with deployed_model(model) as locked, seeded_global_rngs(seed, x.device):
+    with deployed_model(model) as locked, seeded(seed, x.device):
         yield locked, seed
 
 

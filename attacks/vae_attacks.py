@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attacks.base import Attack, PurifierPipeline, find_purifier_pipeline, register_attack
-from attacks.errors import BenchError
 from attacks.gradient import PGD_PROFILE_OVERRIDES, Objective, pgd_ascent
+from foundation.errors import BenchError
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ failed their threat-model check exits 1; Ctrl-C exits 130 and keeps every finish
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import signal
 import sys
@@ -14,7 +15,8 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from attacks.errors import BenchError
+from benchmark.interrupts import Terminated, sigterm_raises
+from foundation.errors import BenchError
 
 EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 1, 130, 143
 
@@ -59,6 +61,14 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="stop before computing when the plan has more cells than this (default 500)",
     )
+    parser.add_argument("--executor", default="local", help="local (default: this process) or ray")
+    parser.add_argument(
+        "--ray-address", default=None, help="with --executor ray: a cluster's address, or 'auto' (default: start one)"
+    )
+    parser.add_argument("--workers", type=int, default=None, help="ray: cells in flight (default: its CPUs)")
+    parser.add_argument(
+        "--gpus-per-task", type=float, default=0.0, help="ray: GPUs per job and cell (fractions allowed)"
+    )
 
 
 def _add_run(subparsers: argparse._SubParsersAction) -> None:
@@ -68,6 +78,7 @@ def _add_run(subparsers: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--attacks", default="fgsm,pgd,deepfool", help="comma-separated attack specs, or 'all'")
     run.add_argument("--eps", default=None, help="epsilons: list 0.1,0.3 or range 0:0.3:0.1 (default: profile's)")
+    run.add_argument("--dry-run", action="store_true", help="print the plan (jobs, cells, estimates); compute nothing")
     _add_run_options(run)
 
 
@@ -78,7 +89,7 @@ def _add_perf(subparsers: argparse._SubParsersAction) -> None:
     perf.add_argument(
         "--sections",
         default=None,
-        help="comma-separated subset of attacks,deepfool,training,abs,worst,startup,run (default: all but run: hours)",
+        help="subset of attacks,deepfool,training,abs,worst,startup,scale,run (default: all but scale,run)",
     )
     perf.add_argument("--repeats", type=int, default=5, help="timed rounds per task (median reported; default 5)")
     perf.add_argument("--batch-size", type=int, default=256, help="images per attacked batch (default 256)")
@@ -137,31 +148,31 @@ def _run_config(args: argparse.Namespace, defenses: str = "cnn", attacks: str = 
         prediction_repeats=args.repeats,
         progress=not args.no_progress,
         **({"max_cells": args.max_cells} if args.max_cells is not None else {}),
+        executor=args.executor,
+        ray_address=args.ray_address,
+        workers=args.workers,
+        gpus_per_task=args.gpus_per_task,
     )
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised wherever the program is, so that it stops as on Ctrl-C (finished cells are kept)."""
-
-
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise Terminated()
 
 
 def _interrupted(error: KeyboardInterrupt, store_dir: Path) -> int:
     """Rewrite the leaderboard from what is stored, say what was kept, and exit 130 (SIGINT) or 143 (SIGTERM)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the rewrite short
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     from benchmark.leaderboard import records_to_frame, write_leaderboard
     from benchmark.store import ResultStore
 
-    store = ResultStore(store_dir)
-    records = store.records()
-    kept = f"{len(records)} finished cells are kept in {store_dir}"
-    if records:
-        with store.writer_lock():
-            write_leaderboard(records_to_frame(records), store_dir)
-        kept += " and its leaderboard is rewritten from them"
+    # A second Ctrl-C or SIGTERM must not cut the rewrite short.
+    previous = {number: signal.signal(number, signal.SIG_IGN) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        store = ResultStore(store_dir)
+        records = store.records()
+        kept = f"{len(records)} finished cells are kept in {store_dir}"
+        if records:
+            with store.writer_lock():
+                write_leaderboard(records_to_frame(records), store_dir)
+            kept += " and its leaderboard is rewritten from them"
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
     what = "terminated (SIGTERM)" if isinstance(error, Terminated) else "interrupted"
     print(f"\nbench: {what}; {kept}. Rerun the same command to resume.", file=sys.stderr)
     return EXIT_TERMINATED if isinstance(error, Terminated) else EXIT_INTERRUPTED
@@ -173,6 +184,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     config = _run_config(args, args.defenses, args.attacks, args.eps)
     profile = config.profile
+    if args.dry_run:
+        from benchmark.dry_run import describe
+
+        print(describe(config))
+        return 0
     try:
         frame = run_benchmark(config)
     except KeyboardInterrupt as error:
@@ -200,7 +216,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(_: argparse.Namespace) -> int:
-    from attacks.catalog import REGISTRIES, read_catalog  # the registries' catalog: no torch to import
+    from foundation.catalog import REGISTRIES, read_catalog  # the registries' catalog: no torch to import
 
     for title, kind in (("Defenses", "defense"), ("Attacks", "attack")):
         print(f"{title}:")
@@ -344,9 +360,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 def _cmd_perf(args: argparse.Namespace) -> int:
     from benchmark.config import MAX_SEED
+    from benchmark.environment import ensure_writable, resolve_cache_dir, resolve_device
     from benchmark.perf.suite import parse_sections, run_perf
     from benchmark.perf.workbench import PerfSettings
-    from benchmark.runner import ensure_writable, resolve_cache_dir, resolve_device
 
     sections = parse_sections(args.sections)
     settings = PerfSettings(
@@ -387,16 +403,13 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     on_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _raise_terminated) if on_main_thread else None
-    try:
-        args = build_parser().parse_args(argv)
-        return COMMANDS[args.command](args)
-    except BenchError as error:
-        print(f"bench: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    finally:
-        if on_main_thread:
-            signal.signal(signal.SIGTERM, previous)
+    with sigterm_raises() if on_main_thread else contextlib.nullcontext():
+        try:
+            args = build_parser().parse_args(argv)
+            return COMMANDS[args.command](args)
+        except BenchError as error:
+            print(f"bench: error: {error}", file=sys.stderr)
+            return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from attacks.errors import BenchError, did_you_mean
-from attacks.registry import Spec
+from foundation.errors import BenchError, did_you_mean
+from foundation.registry import Spec
 
 
 @dataclass(frozen=True)
@@ -123,8 +123,26 @@ class RunConfig:
     prediction_repeats: int | None = None
     progress: bool = True
     max_cells: int = DEFAULT_MAX_CELLS
+    #: Who trains and evaluates: ``local`` (this process) or ``ray`` (a Ray instance or cluster).
+    executor: str = "local"
+    ray_address: str | None = None
+    workers: int | None = None
+    gpus_per_task: float = 0.0
 
     def __post_init__(self) -> None:
+        from benchmark.executors import EXECUTORS
+
+        if self.executor not in EXECUTORS:
+            raise BenchError(f"unknown executor {self.executor!r}; valid: {', '.join(EXECUTORS)}")
+        check_bounds(self.workers, 1, None, "--workers")
+        if not (math.isfinite(self.gpus_per_task) and 0 <= self.gpus_per_task <= 1_000):
+            raise BenchError(
+                f"--gpus-per-task must be a number of GPUs (0 or more, fractions allowed); got {self.gpus_per_task}"
+            )
+        if self.executor == "local" and (self.ray_address or self.workers or self.gpus_per_task):
+            raise BenchError(
+                "--ray-address, --workers and --gpus-per-task apply to --executor ray; add it or drop them"
+            )
         check_bounds(self.seed, 0, MAX_SEED, "--seed")
         check_bounds(self.eot_samples, 1, MAX_EOT_SAMPLES, "--eot-samples")
         check_bounds(self.prediction_repeats, 1, MAX_PREDICTION_REPEATS, "--repeats")

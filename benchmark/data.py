@@ -11,10 +11,10 @@ import numpy as np
 import torch
 from platformdirs import user_cache_dir
 
-from attacks.errors import BenchError
 from benchmark.atomic import atomic_write
 from benchmark.config import config_hash
 from defenses.base import Split
+from foundation.errors import BenchError
 
 DATA_DIR_ENV = "BENCH_DATA_DIR"
 OFFLINE_ENV = "BENCH_OFFLINE"

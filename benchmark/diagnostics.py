@@ -11,8 +11,8 @@ import torch
 from torch import Tensor
 
 from attacks.gradient import input_gradient
-from attacks.library_backends import frozen_parameters
 from defenses.base import Defense
+from foundation.parameters import frozen_parameters
 
 
 def gradient_masking_share(defense: Defense, x: Tensor, y: Tensor, eot_samples: int, batch_size: int) -> float:

@@ -66,7 +66,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
 from dataclasses import dataclass
 from typing import ClassVar, NamedTuple
 
@@ -74,9 +74,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attacks.adaptive import BPDA
 from defenses.base import Defense, FitContext, Split, register_defense
+from defenses.epochs import run_epochs
 from defenses.training import History
+from foundation.adaptive import BPDA
 
 NUM_CLASSES = 10
 IMAGE_SIZE = 28
@@ -358,6 +359,30 @@ def validate(vaes: ClassConditionalVAEs, val: Split, beta: float) -> tuple[float
     return float(own.mean()), float((loss.argmin(dim=1) == y).float().mean())
 
 
+@dataclass(frozen=True)
+class ClassBalancedBatches:
+    """Per step ``per_class`` images of every class, (per_class, C, 28, 28), channel c from class c.
+
+    Each epoch draws a new order (``_class_order``) and lasts ``steps`` steps.
+    """
+
+    data: Split
+    num_classes: int
+    per_class: int
+    steps: int
+    generator: torch.Generator
+
+    def __iter__(self) -> Iterator[Tensor]:
+        length = self.steps * self.per_class
+        order = _class_order(self.data.y, self.num_classes, length, self.generator)
+        order = order.view(self.num_classes, self.steps, self.per_class)
+        for step in range(self.steps):
+            yield self.data.x[order[:, step]].squeeze(2).transpose(0, 1)
+
+    def __len__(self) -> int:
+        return self.steps
+
+
 def train_abs(
     vaes: ClassConditionalVAEs, train: Split, val: Split, ctx: FitContext, config: ABSConfig, *, desc: str
 ) -> History:
@@ -368,26 +393,25 @@ def train_abs(
         missing = [c for c in range(num_classes) if counts[c] == 0]
         raise ValueError(f"ABS trains one VAE per class; no training images of class {missing}")
     per_class = -(-config.batch_size // num_classes)
-    steps = -(-int(counts.max()) // per_class)
-    optimizer = torch.optim.Adam(vaes.parameters(), lr=config.lr)
     generator = ctx.generator()
+    batches = ClassBalancedBatches(train, num_classes, per_class, -(-int(counts.max()) // per_class), generator)
+    optimizer = torch.optim.Adam(vaes.parameters(), lr=config.lr)
     history = History()
-    for epoch in range(config.epochs):
-        order = _class_order(train.y, num_classes, steps * per_class, generator).view(num_classes, steps, per_class)
-        running = torch.zeros((), device=train.x.device)
+
+    def train_step(x: Tensor) -> Tensor:
         vaes.train()
-        for step in ctx.progress(range(steps), desc=f"{desc} {epoch + 1}/{config.epochs}", total=steps):
-            x = train.x[order[:, step]].squeeze(2).transpose(0, 1)  # (per_class, C, 28, 28)
-            if config.augment:
-                x = light_augmentation(x, generator)
-            noise = torch.randn(len(x), num_classes, vaes.latent_dim, generator=generator, device=generator.device)
-            squared_error, kl = elbo_terms(vaes, x, noise.to(x.device, x.dtype))
-            loss = (squared_error + config.beta * kl).mean(0)  # per class
-            optimizer.zero_grad(set_to_none=True)
-            loss.sum().backward()
-            optimizer.step()
-            running += loss.detach().mean()
-        history.train_loss.append(float(running) / max(steps, 1))
+        if config.augment:
+            x = light_augmentation(x, generator)
+        noise = torch.randn(len(x), num_classes, vaes.latent_dim, generator=generator, device=generator.device)
+        squared_error, kl = elbo_terms(vaes, x, noise.to(x.device, x.dtype))
+        loss = (squared_error + config.beta * kl).mean(0)  # per class
+        optimizer.zero_grad(set_to_none=True)
+        loss.sum().backward()
+        optimizer.step()
+        return loss.detach().mean()
+
+    def validate_epoch(epoch: int, loss_sum: Tensor) -> float:
+        history.train_loss.append(float(loss_sum) / max(len(batches), 1))
         val_loss, val_accuracy = validate(vaes, val, config.beta)
         history.val_loss.append(val_loss)
         history.val_accuracy.append(val_accuracy)
@@ -395,7 +419,10 @@ def train_abs(
             f"{desc} epoch {epoch + 1}: train loss {history.train_loss[-1]:.2f}, val loss {val_loss:.2f}, "
             f"val accuracy (encoder inference) {val_accuracy:.4f}"
         )
-    history.best_epoch = config.epochs - 1
+        return val_loss
+
+    run = run_epochs(ctx, batches, train_step, validate_epoch, epochs=config.epochs, desc=desc)
+    history.best_epoch = run.best_epoch
     vaes.eval()
     return history
 

@@ -16,8 +16,8 @@ from typing import Any, ClassVar, Protocol, TypeVar
 import torch
 from torch import Tensor, nn
 
-from attacks.adaptive import ExpectationOverTransformation
-from attacks.registry import Plugin, Registry
+from foundation.adaptive import ExpectationOverTransformation
+from foundation.registry import Plugin, Registry
 
 T = TypeVar("T")
 

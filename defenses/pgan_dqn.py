@@ -61,7 +61,7 @@ open. What it does say, and how it enters here:
 
 from __future__ import annotations
 
-import math
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -72,6 +72,7 @@ from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from defenses.base import Defense, FitContext, Split, register_defense
+from defenses.epochs import Shuffled, run_epochs
 from defenses.training import History, classifier_accuracy
 
 GeneratorLoss = Literal["cw", "ce"]
@@ -397,48 +398,45 @@ class PganDqn(Defense):
         classifier_optimizer = make_optimizer(cfg, self.classifier.parameters())
         generator_optimizer = make_optimizer(cfg, self.generators.parameters())
         selector = GeneratorSelector(self.q_network, cfg, make_optimizer(cfg, self.q_network.parameters()))
-        steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
-        total_steps = cfg.epochs * steps_per_epoch
+        batches = Shuffled(train, cfg.batch_size, generator)
+        total_steps = cfg.epochs * len(batches)
         self.history, self.epoch_fooling_rate = History(), []
-        step = 0
-        for epoch in range(cfg.epochs):
-            running_loss = torch.zeros((), device=ctx.device)
-            running_reward = torch.zeros((), device=ctx.device)
-            batches = ctx.progress(
-                train.batches(cfg.batch_size, generator),
-                desc=f"pgan-dqn {epoch + 1}/{cfg.epochs}",
-                total=steps_per_epoch,
+        steps = itertools.count()
+
+        def train_step(batch: tuple[Tensor, Tensor]) -> Tensor:
+            x, y = batch
+            step = next(steps)
+            state = selector.state()
+            exploration = exploration_rate(step, total_steps, cfg.explore_start, cfg.explore_end, cfg.explore_fraction)
+            action = selector.act(exploration, generator)
+            result = adversarial_training_step(
+                self.classifier,
+                self.generators[action],
+                x,
+                y,
+                sample_noise(x, cfg.noise_channels, generator),
+                classifier_optimizer=classifier_optimizer,
+                generator_optimizer=generator_optimizer,
+                alpha=cfg.alpha,
+                generator_loss=cfg.generator_loss,
             )
-            for x, y in batches:
-                state = selector.state()
-                exploration = exploration_rate(
-                    step, total_steps, cfg.explore_start, cfg.explore_end, cfg.explore_fraction
-                )
-                action = selector.act(exploration, generator)
-                result = adversarial_training_step(
-                    self.classifier,
-                    self.generators[action],
-                    x,
-                    y,
-                    sample_noise(x, cfg.noise_channels, generator),
-                    classifier_optimizer=classifier_optimizer,
-                    generator_optimizer=generator_optimizer,
-                    alpha=cfg.alpha,
-                    generator_loss=cfg.generator_loss,
-                )
-                step += 1
-                selector.observe(action, result.fooling_rate, result.generated_loss, step / total_steps)
-                selector.update(state, action, result.fooling_rate, selector.state(), generator)
-                running_loss += result.loss * len(y)
-                running_reward += result.fooling_rate
-            self.history.train_loss.append(float(running_loss) / len(train))
+            selector.observe(action, result.fooling_rate, result.generated_loss, (step + 1) / total_steps)
+            selector.update(state, action, result.fooling_rate, selector.state(), generator)
+            return torch.stack((result.loss * len(y), result.fooling_rate))
+
+        def validate_epoch(epoch: int, totals: Tensor) -> float:
+            loss_sum, reward_sum = totals.tolist()
+            self.history.train_loss.append(loss_sum / len(train))
             self.history.val_accuracy.append(classifier_accuracy(self.classifier, val))
-            self.epoch_fooling_rate.append(float(running_reward) / steps_per_epoch)
+            self.epoch_fooling_rate.append(reward_sum / len(batches))
             ctx.log(
                 f"pgan-dqn epoch {epoch + 1}: train loss {self.history.train_loss[-1]:.4f}, "
                 f"fooling rate {self.epoch_fooling_rate[-1]:.3f}, val accuracy {self.history.val_accuracy[-1]:.4f}"
             )
-        self.history.best_epoch = cfg.epochs - 1
+            return self.history.val_accuracy[-1]
+
+        run = run_epochs(ctx, batches, train_step, validate_epoch, epochs=cfg.epochs, desc="pgan-dqn")
+        self.history.best_epoch = run.best_epoch
         self.choice_counts = selector.counts.tolist()
         self.classifier.eval()
         self.generators.eval()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import copy
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from defenses.base import FitContext, Split
+from defenses.epochs import Shuffled, run_epochs
 from defenses.networks import VAE, vae_loss, vae_loss_per_image
 
 #: ``after_step(step, clean_batch, per_image_losses, optimizer)``
@@ -48,29 +49,31 @@ def train_classifier(
 ) -> History:
     """Adam on the cross-entropy; ``make_inputs(x, y)`` may replace the clean batch (adversarial training)."""
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    generator = ctx.generator()
     history = History()
-    steps_per_epoch = -(-len(train) // batch_size)
-    for epoch in range(epochs):
-        running = torch.zeros((), device=ctx.device)
-        batches = ctx.progress(
-            train.batches(batch_size, generator), desc=f"{desc} {epoch + 1}/{epochs}", total=steps_per_epoch
-        )
-        for x, y in batches:
-            inputs = make_inputs(x, y) if make_inputs is not None else x
-            model.train()
-            loss = F.cross_entropy(model(inputs), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            running += loss.detach() * len(y)
-        history.train_loss.append(float(running) / len(train))
+
+    def train_step(batch: tuple[Tensor, Tensor]) -> Tensor:
+        x, y = batch
+        inputs = make_inputs(x, y) if make_inputs is not None else x
+        model.train()
+        loss = F.cross_entropy(model(inputs), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.detach() * len(y)
+
+    def validate_epoch(epoch: int, loss_sum: Tensor) -> float:
+        history.train_loss.append(float(loss_sum) / len(train))
         history.val_accuracy.append(classifier_accuracy(model, val))
         ctx.log(
             f"{desc} epoch {epoch + 1}: train loss {history.train_loss[-1]:.4f}, "
             f"val accuracy {history.val_accuracy[-1]:.4f}"
         )
-    history.best_epoch = epochs - 1
+        return history.val_accuracy[-1]
+
+    run = run_epochs(
+        ctx, Shuffled(train, batch_size, ctx.generator()), train_step, validate_epoch, epochs=epochs, desc=desc
+    )
+    history.best_epoch = run.best_epoch
     model.eval()
     return history
 
@@ -108,45 +111,44 @@ def train_vae(
     and the optimiser (prioritised replay takes its extra steps there).
     """
     optimizer = torch.optim.Adam(vae.parameters(), lr=lr)
-    generator = ctx.generator()
     history = History()
-    best_loss, best_state, epochs_without_gain = float("inf"), None, 0
-    sampling = vae.sample
-    vae.sample = True
-    step = 0
-    steps_per_epoch = -(-len(train) // batch_size)
-    for epoch in range(epochs):
-        running = torch.zeros((), device=ctx.device)
-        batches = ctx.progress(
-            train.batches(batch_size, generator), desc=f"{desc} {epoch + 1}/{epochs}", total=steps_per_epoch
-        )
-        for x, y in batches:
-            inputs = make_inputs(x, y) if make_inputs is not None else x
-            vae.train()
-            recon, mu, logvar = vae.reconstruct(inputs)
-            losses = vae_loss_per_image(recon, x, mu, logvar, kl_weight)
-            optimizer.zero_grad(set_to_none=True)
-            losses.mean().backward()
-            optimizer.step()
-            running += losses.detach().sum()
-            if after_step is not None:
-                after_step(step, x, losses.detach(), optimizer)
-            step += 1
-        history.train_loss.append(float(running) / len(train))
+    steps = itertools.count()
+
+    def train_step(batch: tuple[Tensor, Tensor]) -> Tensor:
+        x, y = batch
+        inputs = make_inputs(x, y) if make_inputs is not None else x
+        vae.train()
+        recon, mu, logvar = vae.reconstruct(inputs)
+        losses = vae_loss_per_image(recon, x, mu, logvar, kl_weight)
+        optimizer.zero_grad(set_to_none=True)
+        losses.mean().backward()
+        optimizer.step()
+        loss_sum = losses.detach().sum()
+        if after_step is not None:
+            after_step(next(steps), x, losses.detach(), optimizer)
+        return loss_sum
+
+    def validate_epoch(epoch: int, loss_sum: Tensor) -> float:
+        history.train_loss.append(float(loss_sum) / len(train))
         history.val_loss.append(vae_validation_loss(vae, val, kl_weight))
         ctx.log(
             f"{desc} epoch {epoch + 1}: train loss {history.train_loss[-1]:.2f}, val loss {history.val_loss[-1]:.2f}"
         )
-        if history.val_loss[-1] < best_loss:
-            best_loss, best_state, epochs_without_gain = history.val_loss[-1], copy.deepcopy(vae.state_dict()), 0
-            history.best_epoch = epoch
-        else:
-            epochs_without_gain += 1
-            if epochs_without_gain >= patience:
-                ctx.log(f"{desc}: early stop after epoch {epoch + 1} (best {history.best_epoch + 1})")
-                break
-    if best_state is not None:
-        vae.load_state_dict(best_state)
+        return history.val_loss[-1]
+
+    sampling, vae.sample = vae.sample, True
+    run = run_epochs(
+        ctx,
+        Shuffled(train, batch_size, ctx.generator()),
+        train_step,
+        validate_epoch,
+        epochs=epochs,
+        desc=desc,
+        mode="min",
+        patience=patience,
+        keep_best=[vae],
+    )
+    history.best_epoch = run.best_epoch
     vae.sample = sampling
     vae.eval()
     return history

@@ -21,10 +21,10 @@ from torch import Tensor, nn
 from attacks.art_backend import DeepFoolConfig
 from attacks.base import ATTACKS
 from attacks.gradient import PGDConfig
-from attacks.library_backends import frozen_parameters
 from benchmark.perf.measurements import Measurement, from_timings
 from benchmark.perf.timing import Contender, synchronizer, time_round_robin
 from benchmark.perf.workbench import Workbench, log
+from foundation.parameters import frozen_parameters
 
 EPS = 0.3
 PGD_STEPS = 40

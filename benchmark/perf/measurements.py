@@ -25,7 +25,8 @@ COLUMNS = (
 #: The suite's sections; ``run`` (hours on a CPU) is left out unless asked for.
 ATTACKS, DEEPFOOL, WORST, TRAINING, ABS, RUN = "attacks", "deepfool", "worst", "training", "abs", "run"
 STARTUP = "startup"
-SECTIONS = (ATTACKS, DEEPFOOL, WORST, TRAINING, ABS, STARTUP, RUN)
+SCALE = "scale"
+SECTIONS = (ATTACKS, DEEPFOOL, WORST, TRAINING, ABS, STARTUP, SCALE, RUN)
 DEFAULT_SECTIONS = (ATTACKS, DEEPFOOL, WORST, TRAINING, ABS, STARTUP)
 #: Notes of measurements whose command failed start with this (their targets count as not met).
 FAILED = "failed"

@@ -7,16 +7,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from attacks.errors import BenchError
 from benchmark.perf import measurements as sections
 from benchmark.perf.abs_inference import abs_rows
 from benchmark.perf.attack_contenders import DEEPFOOL_TASK, FGSM_TASK, PGD_TASK, WORST_TASK, attack_rows
 from benchmark.perf.measurements import Measurement
 from benchmark.perf.report import write_report
 from benchmark.perf.run_wall import run_rows
+from benchmark.perf.scale import scale_rows
 from benchmark.perf.startup import startup_rows
 from benchmark.perf.training import training_rows
 from benchmark.perf.workbench import PerfSettings, Workbench
+from foundation.errors import BenchError
 
 SECTION_RUNNERS: dict[str, Callable[[Workbench, str], list[Measurement]]] = {
     sections.ATTACKS: lambda bench, name: attack_rows(bench, name, [PGD_TASK, FGSM_TASK]),
@@ -25,6 +26,7 @@ SECTION_RUNNERS: dict[str, Callable[[Workbench, str], list[Measurement]]] = {
     sections.TRAINING: training_rows,
     sections.ABS: abs_rows,
     sections.STARTUP: startup_rows,
+    sections.SCALE: scale_rows,
     sections.RUN: run_rows,
 }
 

@@ -14,7 +14,7 @@ import pandas as pd
 
 from benchmark.perf import attack_contenders as attacks
 from benchmark.perf import measurements as sections
-from benchmark.perf import run_wall, startup, training
+from benchmark.perf import run_wall, scale, startup, training
 from benchmark.perf.measurements import FAILED
 
 MET, NOT_MET, NOT_MEASURED = "met", "not met", "not measured"
@@ -24,6 +24,8 @@ DEEPFOOL_RATIO_FOOLBOX, DEEPFOOL_RATIO_ART = 1.0, 3.0
 TRAINING_SLOWDOWN = 1.1
 RUN_SECONDS = {"cold": 30 * 60, "warm": 5 * 60, "stored": 10}
 STARTUP_SECONDS = 2.0
+#: (contender, reference, least ratio of cells/s) of the scaling section.
+SCALING = [(scale.RAY_2, scale.RAY_1, 1.7), (scale.RAY_2, scale.LOCAL, 1.0), (scale.RAY_1, scale.LOCAL, 0.9)]
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,18 @@ def _startup(frame: pd.DataFrame, task: str) -> Target:
     return Target(target, measured, _status(not failed and row["seconds_median"] < STARTUP_SECONDS))
 
 
+def _scaling(frame: pd.DataFrame, contender: str, reference: str, threshold: float) -> Target:
+    target = f"`bench run` cells/s: {contender} ≥ {threshold:g}× {reference}"
+    row, base = (_row(frame, sections.SCALE, scale.TASK, name) for name in (contender, reference))
+    if row is None or base is None:
+        return Target(target, "–", NOT_MEASURED)
+    failed = [str(r["note"]) for r in (row, base) if str(r["note"]).startswith(FAILED)]
+    if failed:
+        return Target(target, failed[0], NOT_MET)
+    ratio = row["images_per_s_median"] / base["images_per_s_median"]
+    return Target(target, f"{ratio:.2f}×", _status(ratio >= threshold))
+
+
 TARGETS: list[Callable[[pd.DataFrame], Target]] = [
     lambda f: _pgd(f, attacks.HARNESS, PGD_RATIO_OFF, "early stopping off"),
     lambda f: _pgd(f, attacks.HARNESS_EARLY_STOP, PGD_RATIO_ON, "early stopping on"),
@@ -121,6 +135,7 @@ TARGETS: list[Callable[[pd.DataFrame], Target]] = [
     *(lambda f, a=arch, m=mode: _training(f, a, m) for arch in training.ARCHS for mode in training.MODES),
     *(lambda f, t=task: _startup(f, t) for task in startup.TASKS),
     *(lambda f, p=phase: _run(f, p) for phase in run_wall.PHASES),
+    *(lambda f, c=contender, r=reference, t=least: _scaling(f, c, r, t) for contender, reference, least in SCALING),
 ]
 
 

@@ -12,13 +12,16 @@ from typing import TypeVar
 import torch
 from torch import nn
 
-from attacks.registry import Spec
 from benchmark.checkpoints import CheckpointCache, CorruptCheckpoint
 from benchmark.config import RunConfig, get_profile
 from benchmark.data import load_mnist, make_slices, resolve_data_dir
+from benchmark.environment import Environment
+from benchmark.plan import Planner, TrainingJob
+from benchmark.progress import Reporter
 from benchmark.provenance import describe_device
-from benchmark.runner import DefenseTrainer, Reporter
+from benchmark.training import LocalTrainer
 from defenses.base import Defense, Split
+from foundation.registry import Spec
 
 T = TypeVar("T")
 #: Cached ``cnn`` checkpoints are looked for in this order; without one, the cheapest profile is trained.
@@ -85,7 +88,8 @@ class Workbench:
     def context(self) -> QuietContext:
         return QuietContext(self.device, self.settings.seed)
 
-    def _trainer(self, profile: str) -> DefenseTrainer:
+    def _cnn(self, profile: str) -> tuple[TrainingJob, LocalTrainer]:
+        """The ``cnn`` training job of a profile under the settings' seed, and a trainer for it."""
         s, p = self.settings, get_profile(profile)
         config = RunConfig(
             defenses=(Spec("cnn"),),
@@ -99,29 +103,22 @@ class Workbench:
             download=s.download,
             progress=False,
         )
-        cache = CheckpointCache(s.cache_dir)
-        return DefenseTrainer(
-            config,
-            lambda: make_slices(*self.mnist, p.n_train, p.n_val, p.n_test, s.seed),
-            cache,
-            s.device,
-            Reporter(False),
-        )
+        trainer = LocalTrainer(Environment.of(config), CheckpointCache(s.cache_dir), Reporter(False))
+        return Planner(config).job(Spec("cnn"), s.seed), trainer
 
     @functools.cached_property
     def cnn(self) -> tuple[nn.Module, str]:
         """The trained ``cnn`` (eval mode) and where it came from: the cache, or trained now at ``smoke``."""
-        spec = Spec("cnn")
         for profile in CNN_PROFILES:
-            trainer = self._trainer(profile)
-            key = trainer.key(spec)
+            job, trainer = self._cnn(profile)
             try:
-                if trainer.cache.load(spec.name, key) is None:
+                if trainer.cache.load(job.spec.name, job.key) is None:
                     continue
             except CorruptCheckpoint:
                 continue
-            model = trainer.trained(spec).defense.deployed_model().eval()
+            model = trainer.trained(job).defense.deployed_model().eval()
             return model, f"cnn: cached checkpoint, profile {profile}"
         log(f"no cached cnn checkpoint in {self.settings.cache_dir}; training one at the smoke profile")
-        trained = self._trainer(CNN_PROFILES[-1]).trained(spec)
+        job, trainer = self._cnn(CNN_PROFILES[-1])
+        trained = trainer.trained(job)
         return trained.defense.deployed_model().eval(), f"cnn: trained now, profile {CNN_PROFILES[-1]}"

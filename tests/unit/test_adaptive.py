@@ -3,9 +3,9 @@ import math
 import torch
 from torch import nn
 
-from attacks import adaptive
-from attacks.adaptive import BPDA, ExpectationOverTransformation
 from attacks.gradient import input_gradient
+from foundation import adaptive
+from foundation.adaptive import BPDA, ExpectationOverTransformation
 
 
 class NoisyLinear(nn.Module):

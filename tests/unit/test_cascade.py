@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 from attacks.base import ATTACKS
-from attacks.errors import BenchError
-from attacks.registry import Spec
+from foundation.errors import BenchError
+from foundation.registry import Spec
 from tests.unit.test_strong_attacks import CountingModel
 
 EPS = 0.03
@@ -65,13 +65,11 @@ def test_members_are_built_for_the_cascades_profile():
     assert [member["attack"] for member in cascade.options()["members"]] == ["pgd", "autoattack"]
 
 
-def test_cell_key_follows_members_and_their_revisions(tmp_path, monkeypatch):
-    from tests.unit.test_criteria import _runner
-
-    runner = _runner(tmp_path, 3)
+def test_cell_key_follows_members_and_their_revisions(monkeypatch):
+    from tests.unit.test_criteria import _planner
 
     def key(spec: str) -> str:
-        return runner.cell_key("d", Spec.parse(spec), ATTACKS.build(spec, "smoke"), 0.1, 100)
+        return _planner(3).cell_key("d", Spec.parse(spec), 0.1, 100)
 
     before = key("cascade:members=fgsm+pgd")
     assert before != key("cascade:members=pgd+fgsm") != key("cascade:members=fgsm+deepfool")

@@ -1,7 +1,7 @@
 import pytest
 
-from attacks.errors import BenchError
 from benchmark.config import config_hash, get_profile, parse_epsilons
+from foundation.errors import BenchError
 
 
 def test_epsilon_lists_and_ranges():

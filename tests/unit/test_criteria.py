@@ -6,9 +6,10 @@ from torch import nn
 
 from attacks.base import ATTACKS
 from attacks.criteria import Misclassification, RepeatedMisclassification
-from attacks.registry import Spec
 from benchmark.config import RunConfig, get_profile
-from benchmark.runner import MatrixRunner
+from benchmark.evaluation import criterion
+from benchmark.plan import Planner
+from foundation.registry import Spec
 
 
 def one_hot_logits(predictions: torch.Tensor) -> torch.Tensor:
@@ -59,29 +60,28 @@ class _CoinFlipDefense:
         return one_hot_logits(predictions)
 
 
-def _runner(tmp_path, repeats: int) -> MatrixRunner:
+def _planner(repeats: int) -> Planner:
     config = RunConfig(
         defenses=(Spec("vae"),),
         attacks=(Spec("autoattack"),),
         epsilons=(0.1,),
         profile=get_profile("smoke"),
-        out_dir=tmp_path,
         prediction_repeats=repeats,
     )
-    return MatrixRunner(config)
+    return Planner(config)
 
 
-def test_runner_hands_attacks_the_tables_repeated_prediction_rule(tmp_path):
+def test_the_criterion_is_the_tables_repeated_prediction_rule():
     """A point right only some of the time is fooled under 20 repeats, as the table would count it."""
-    criterion = _runner(tmp_path, 20).criterion(_CoinFlipDefense(), ATTACKS.build("autoattack", "smoke"))
-    assert criterion(torch.zeros(2, 1), torch.tensor([1, 1])).tolist() == [True, False]
-    assert criterion.stochastic  # attacks must not stop on a drawn verdict
-    transfer = _runner(tmp_path, 20).criterion(_CoinFlipDefense(), ATTACKS.build("transfer", "smoke"))
+    judge = criterion(_CoinFlipDefense(), ATTACKS.build("autoattack", "smoke"), repeats=20, batch_size=500)
+    assert judge(torch.zeros(2, 1), torch.tensor([1, 1])).tolist() == [True, False]
+    assert judge.stochastic  # attacks must not stop on a drawn verdict
+    transfer = criterion(_CoinFlipDefense(), ATTACKS.build("transfer", "smoke"), repeats=20, batch_size=500)
     assert transfer is None  # a transfer attack judges by its own surrogate
 
 
-def test_a_new_attack_revision_gets_new_cell_keys(tmp_path, monkeypatch):
-    runner, attack = _runner(tmp_path, 3), ATTACKS.build("fgsm", "smoke")
-    before = runner.cell_key("d", Spec("fgsm"), attack, 0.1, 100)
-    monkeypatch.setattr(type(attack), "revision", 1)
-    assert runner.cell_key("d", Spec("fgsm"), attack, 0.1, 100) != before
+def test_a_new_attack_revision_gets_new_cell_keys(monkeypatch):
+    planner = _planner(3)
+    before = planner.cell_key("d", Spec("fgsm"), 0.1, 100)
+    monkeypatch.setattr(type(planner.attack(Spec("fgsm"))), "revision", 1)
+    assert planner.cell_key("d", Spec("fgsm"), 0.1, 100) != before

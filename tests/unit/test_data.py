@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from attacks.errors import BenchError
 from benchmark.data import load_mnist, make_slices, resolve_data_dir
 from defenses.base import Split
+from foundation.errors import BenchError
 
 
 def test_data_dir_precedence(monkeypatch, tmp_path):

@@ -4,11 +4,11 @@ import pytest
 import torch
 from torch import nn
 
-from attacks.adaptive import ExpectationOverTransformation
-from attacks.errors import BenchError
 from defenses.base import DEFENSES
 from defenses.networks import CnnVAE, FcVAE, MadryCNN, vae_loss
 from defenses.training import train_classifier, train_vae
+from foundation.adaptive import ExpectationOverTransformation
+from foundation.errors import BenchError
 from tests.synthetic import TinyContext, blobs
 
 

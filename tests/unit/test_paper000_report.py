@@ -5,9 +5,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from attacks.registry import Spec
 from benchmark.config import RunConfig, get_profile
 from benchmark.reports import paper000
+from foundation.registry import Spec
 
 ATTACK_LOSS = {"clean": 70.0, "FGSM": 80.0, "PGD": 78.0, "GNA": 75.0, "GTA": 120.0}
 

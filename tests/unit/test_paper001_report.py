@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from attacks.registry import Spec
 from benchmark.config import RunConfig, get_profile
 from benchmark.reports import paper001
+from foundation.registry import Spec
 
 ROBUST = {"cnn": 0.02, "madry": 0.9, "binary-abs": 0.7, "pgan-dqn": 0.5, "abs": 0.1}
 

@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 import torch
 
-from attacks.errors import BenchError
 from benchmark.cli import main
 from benchmark.perf import attack_contenders as attacks
 from benchmark.perf import run_wall, suite, training
@@ -18,6 +17,7 @@ from benchmark.perf.report import write_report
 from benchmark.perf.targets import MET, NOT_MEASURED, NOT_MET, evaluate_targets
 from benchmark.perf.timing import Contender, Timing, time_round_robin
 from benchmark.perf.workbench import PerfSettings, Workbench
+from foundation.errors import BenchError
 
 CPU = torch.device("cpu")
 

@@ -9,10 +9,10 @@ from typing import Literal
 import pytest
 
 from attacks.base import ATTACKS
-from attacks.errors import BenchError
-from attacks.registry import Plugin, Registry, Spec
 from benchmark.config import get_profile
 from defenses.base import DEFENSES
+from foundation.errors import BenchError
+from foundation.registry import Plugin, Registry, Spec
 
 
 def test_spec_parsing_and_label():

@@ -5,7 +5,7 @@ import random
 import numpy as np
 import torch
 
-from benchmark.seeding import seed_from_key, seeded
+from foundation.seeding import seed_from_key, seeded
 
 CPU = torch.device("cpu")
 

@@ -8,7 +8,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from attacks.base import ATTACKS, Attack, perturbation_norms
-from attacks.errors import BenchError, ThreatModelViolation
 from attacks.random_mix import ATTACK_TYPES, RandomMix, attack_inputs
 from attacks.semantic import (
     GeometricParams,
@@ -18,6 +17,7 @@ from attacks.semantic import (
     geometric_transform,
     geometric_transform_with_params,
 )
+from foundation.errors import BenchError, ThreatModelViolation
 
 N = 32
 

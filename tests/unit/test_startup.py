@@ -12,12 +12,12 @@ import pytest
 import torch
 
 from attacks.base import ATTACKS
-from attacks.catalog import REGISTRIES, Entry, read_catalog
 from benchmark.perf import startup
 from benchmark.perf.measurements import FAILED, to_frame
 from benchmark.perf.targets import MET, NOT_MEASURED, NOT_MET, evaluate_targets
 from benchmark.perf.workbench import PerfSettings, Workbench
 from defenses.base import DEFENSES
+from foundation.catalog import REGISTRIES, Entry, read_catalog
 
 HEAVY = ("torch", "pandas", "art", "foolbox", "torchattacks", "matplotlib", "scipy")
 
@@ -35,7 +35,7 @@ def test_the_catalog_follows_aliases_and_inherited_descriptions(tmp_path, monkey
     (package / "__init__.py").write_text("")
     (package / "base.py").write_text(
         textwrap.dedent("""
-        from attacks.registry import Plugin, Registry
+        from foundation.registry import Plugin, Registry
 
         THINGS = Registry("thing", Plugin, "catalog_probe", "bench.none")
         register_thing = THINGS.register

@@ -8,7 +8,7 @@ from torch import nn
 from attacks.autoattack import APGDConfig, AutoAttackConfig
 from attacks.base import ATTACKS, perturbation_norms, project_linf
 from attacks.blackbox import HopSkipJumpConfig, SquareConfig
-from attacks.errors import BenchError
+from foundation.errors import BenchError
 from tests.conftest import accuracy
 
 #: Small budgets keep the file fast; the methods are the ones every profile runs.

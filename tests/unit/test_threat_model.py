@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from attacks.base import Attack, check_threat_model, project_linf, validate_epsilon
-from attacks.errors import BenchError, ThreatModelViolation
+from foundation.errors import BenchError, ThreatModelViolation
 
 
 def test_guard_accepts_examples_on_the_ball_surface(images):

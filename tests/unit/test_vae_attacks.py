@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from attacks.base import ATTACKS, find_purifier_pipeline
-from attacks.errors import BenchError
 from attacks.vae_attacks import pick_targets
 from defenses.base import DEFENSES
+from foundation.errors import BenchError
 
 
 def test_targets_are_of_another_class():

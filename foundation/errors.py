@@ -2,8 +2,8 @@
 
 Everything a user can fix (a bad name, a bad epsilon, missing data, a corrupt file) raises
 ``BenchError`` with a one-line message; the CLI turns it into exit status 2.  Any other
-exception is a bug and keeps its traceback.  It lives in the lowest layer (``attacks``)
-because imports run one way: benchmark -> defenses -> attacks.
+exception is a bug and keeps its traceback.  It lives in ``foundation``, below every other
+package, because imports run one way: benchmark -> defenses -> attacks -> foundation.
 """
 
 import difflib

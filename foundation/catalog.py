@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from attacks.errors import BenchError
+from foundation.errors import BenchError
 
 #: kind -> (package of the built-ins, entry-point group of third-party plugins), as the registries are built.
 REGISTRIES = {"defense": ("defenses", "bench.defenses"), "attack": ("attacks", "bench.attacks")}

@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
-from attacks.catalog import Entry, builtin_modules, plugins, read_catalog
-from attacks.errors import BenchError, did_you_mean
+from foundation.catalog import Entry, builtin_modules, plugins, read_catalog
+from foundation.errors import BenchError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,7 @@ class Registry(Generic[P]):
             self.register(name)(cls)
 
     def catalog(self) -> list[Entry]:
-        """Every registered name with its description, without importing the built-ins (see ``attacks.catalog``)."""
+        """Every registered name with its description, without importing the built-ins (see ``foundation.catalog``)."""
         return read_catalog(self.kind, self.builtin_package, self.entry_point_group)
 
     def names(self) -> list[str]:

@@ -1,0 +1,100 @@
+"""Where a plan runs: the device, the directories, the data, and torch's threads.
+
+``Environment`` is a small picklable value: the driver builds it once and every executor (a Ray
+worker on another machine too) rebuilds the same surroundings from it.  The dataset is loaded once
+per process, however many cells and training jobs that process runs.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from platformdirs import user_cache_dir
+
+from benchmark.config import Profile, RunConfig
+from benchmark.data import DataSlices, load_mnist, make_slices, resolve_data_dir
+from foundation.errors import BenchError
+
+CACHE_DIR_ENV = "BENCH_CACHE_DIR"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise BenchError("--device cuda was asked for but no CUDA device is available; use --device cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise BenchError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto") from None
+
+
+def resolve_cache_dir(flag: Path | None) -> Path:
+    if flag:
+        return Path(flag).expanduser()
+    if os.environ.get(CACHE_DIR_ENV):
+        return Path(os.environ[CACHE_DIR_ENV]).expanduser()
+    return Path(user_cache_dir("bench")) / "checkpoints"
+
+
+def ensure_writable(directory: Path, flag: str) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise BenchError(f"cannot write to {flag} {directory}: {error.strerror or error}") from None
+
+
+@dataclass(frozen=True)
+class Environment:
+    """The surroundings of training jobs and cells (picklable: it travels to Ray workers)."""
+
+    device: str
+    profile: Profile
+    data_dir: Path
+    cache_dir: Path
+    download: bool
+
+    @classmethod
+    def of(cls, config: RunConfig) -> Environment:
+        """A run's environment, its directories resolved (flags, then environment variables, then defaults)."""
+        device, cache_dir = resolve_device(config.device), resolve_cache_dir(config.cache_dir)
+        return cls(str(device), config.profile, resolve_data_dir(config.data_dir), cache_dir, config.download)
+
+    @property
+    def torch_device(self) -> torch.device:
+        return torch.device(self.device)
+
+    def slices(self, seed: int) -> DataSlices:
+        """The profile's train / validation / test slices for ``seed`` (loaded once per process)."""
+        p = self.profile
+        return _slices(self.data_dir, self.download, self.cache_dir, p.n_train, p.n_val, p.n_test, seed)
+
+    def test_points(self, seed: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first ``n`` points of the seeded test slice, on the device."""
+        test = self.slices(seed).test
+        return test.x[:n].to(self.device), test.y[:n].to(self.device)
+
+
+@functools.cache
+def _mnist(data_dir: Path, download: bool, cache_dir: Path):
+    return load_mnist(data_dir, download=download, cache_dir=cache_dir)
+
+
+@functools.lru_cache(maxsize=4)
+def _slices(
+    data_dir: Path, download: bool, cache_dir: Path, n_train: int, n_val: int, n_test: int, seed: int
+) -> DataSlices:
+    full_train, test = _mnist(data_dir, download, cache_dir)
+    return make_slices(full_train, test, n_train, n_val, n_test, seed)
+
+
+def set_threads(threads: int) -> None:
+    """Torch's intra-op threads for this process (a worker's share of the machine's cores)."""
+    torch.set_num_threads(max(1, threads))

@@ -1,0 +1,38 @@
+"""The local executor: this process trains and evaluates, one cell after another (the default)."""
+
+from __future__ import annotations
+
+from benchmark.config import RunConfig
+from benchmark.evaluation import evaluate_cell, evaluate_clean
+from benchmark.plan import Cell, Plan
+from benchmark.runner import Driver
+from benchmark.training import LocalTrainer
+
+
+class LocalExecutor:
+    def run(self, plan: Plan, driver: Driver) -> None:
+        """Each defense's cells in turn; cells another run is computing right now are left to the end, then
+        waited for, and whatever that run did not store is computed here."""
+        env, reporter = driver.env, driver.reporter
+        trainer = LocalTrainer(env, driver.cache, reporter)
+        deferred: list[Cell] = []
+
+        def attempt(cell: Cell, wait: bool) -> bool:
+            with driver.claim(cell, wait=wait) as ours:
+                if ours:
+                    clean_job = next(job for job in plan.cleans if job.key == cell.clean_key)
+                    trained = trainer.trained(plan.job(cell.defense_key))
+                    clean = driver.clean_record(clean_job, lambda: evaluate_clean(clean_job, trained, env))
+                    surrogate = trainer.trained(plan.job(cell.surrogate_key)).defense if cell.surrogate_key else None
+                    driver.record(evaluate_cell(cell, trained, clean, env, surrogate, reporter.progress))
+                return ours or wait
+
+        for cell in plan.cells:
+            if not attempt(cell, wait=False):
+                deferred.append(cell)
+        for cell in deferred:
+            attempt(cell, wait=True)
+
+
+def build(config: RunConfig) -> LocalExecutor:
+    return LocalExecutor()

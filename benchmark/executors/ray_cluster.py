@@ -1,0 +1,221 @@
+"""The Ray executor: training jobs and cells run as Ray tasks on a local instance or a cluster.
+
+What crosses the network: the frozen job and cell descriptions, the environment (device, profile,
+data directory), checkpoints (weights on the CPU, through Ray's object store) and the records that
+come back.  Workers write nothing: the driver saves every checkpoint and record as it arrives, so
+the store stays consistent and resumable whatever the workers do.  Each worker loads the dataset
+from its own data directory, once per worker process.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
+from typing import Any
+
+from benchmark.checkpoints import Checkpoint
+from benchmark.config import RunConfig
+from benchmark.environment import Environment, set_threads
+from benchmark.evaluation import CellOutcome, evaluate_cell, evaluate_clean
+from benchmark.plan import Cell, CleanEvaluation, Plan, TrainingJob
+from benchmark.progress import Reporter
+from benchmark.runner import Driver
+from benchmark.training import TrainedDefense, load_cached, train
+from foundation.errors import BenchError
+
+INSTALL = 'pip install -e ".[ray]"'
+#: How often Ray retries a task whose worker process died (an exception raised by the task is not retried).
+TASK_RETRIES = 3
+#: The leaderboard is rewritten as cells land, at most this often (seconds), so a long run shows partial results.
+LEADERBOARD_EVERY_S = 10.0
+
+#: Restored defenses of this worker process, by checkpoint key (a worker evaluates many cells of one defense).
+_RESTORED: dict[str, TrainedDefense] = {}
+
+
+def _restored(job: TrainingJob, checkpoint: Checkpoint, env: Environment) -> TrainedDefense:
+    if job.key not in _RESTORED:
+        if len(_RESTORED) >= 4:
+            _RESTORED.pop(next(iter(_RESTORED)))
+        _RESTORED[job.key] = TrainedDefense.restore(job, checkpoint, env)
+    return _RESTORED[job.key]
+
+
+def _train_task(job: TrainingJob, env: Environment, threads: int, *dependencies: Checkpoint) -> Checkpoint:
+    set_threads(threads)
+    pairs = zip(job.dependencies, dependencies, strict=True)
+    return train(job, env, {dep.spec.name: _restored(dep, ckpt, env).defense for dep, ckpt in pairs}, Reporter(False))
+
+
+def _clean_task(
+    job: CleanEvaluation, training: TrainingJob, checkpoint: Checkpoint, env: Environment, threads: int
+) -> dict[str, Any]:
+    set_threads(threads)
+    return evaluate_clean(job, _restored(training, checkpoint, env), env)
+
+
+def _cell_task(
+    cell: Cell,
+    training: TrainingJob,
+    checkpoint: Checkpoint,
+    clean: dict[str, Any],
+    env: Environment,
+    threads: int,
+    surrogate: tuple[TrainingJob, Checkpoint] | None,
+) -> CellOutcome:
+    set_threads(threads)
+    surrogate_defense = None if surrogate is None else _restored(*surrogate, env).defense
+    return evaluate_cell(cell, _restored(training, checkpoint, env), clean, env, surrogate_defense)
+
+
+@dataclass
+class RayExecutor:
+    address: str | None
+    workers: int | None
+    gpus_per_task: float
+
+    def run(self, plan: Plan, driver: Driver) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise BenchError(f"--executor ray needs Ray, which is not installed; install it with {INSTALL}") from None
+        started_here = not ray.is_initialized()
+        if started_here:
+            try:
+                ray.init(
+                    address=self.address,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    configure_logging=False,
+                )
+            except ConnectionError as error:
+                raise BenchError(f"cannot reach the Ray cluster at {self.address!r}: {error}") from None
+        try:
+            _Session(ray, plan, driver, self).run()
+        finally:
+            if started_here:
+                ray.shutdown()
+
+
+class _Session:
+    """One run on the cluster: submit, wait, hand results to the driver, keep ``workers`` cells in flight."""
+
+    def __init__(self, ray: Any, plan: Plan, driver: Driver, executor: RayExecutor) -> None:
+        self.ray, self.plan, self.driver = ray, plan, driver
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        largest_node = max(int(node["Resources"].get("CPU", 0)) for node in ray.nodes() if node["Alive"])
+        self.workers = executor.workers or cpus
+        # Each task takes its share of the cluster's CPUs as torch threads, within what one node has.
+        self.threads = max(1, min(cpus // self.workers, largest_node))
+        gpus = executor.gpus_per_task if ray.cluster_resources().get("GPU", 0) else 0
+        device = "cuda" if gpus else "cpu"
+        # Workers never write the checkpoint cache (the driver does); they parse MNIST once per process.
+        self.env = replace(driver.env, device=device, cache_dir=None)
+        options = {"num_cpus": self.threads, "num_gpus": gpus, "max_retries": TASK_RETRIES}
+        self.train_task = ray.remote(**options)(_train_task)
+        self.clean_task = ray.remote(**options)(_clean_task)
+        self.cell_task = ray.remote(**options)(_cell_task)
+        self.locks = ExitStack()
+        self.checkpoints: dict[str, Any] = {}  # job key -> object ref of its checkpoint
+        self.cleans: dict[str, Any] = {}  # clean key -> object ref of its record
+        self.outstanding: dict[Any, tuple[str, Any]] = {}
+        self.rewritten = time.monotonic()
+
+    def run(self) -> None:
+        with self.locks:
+            try:
+                for job in self.plan.jobs:
+                    self._checkpoint(job)
+                self.bar = self.driver.reporter.bar(len(self.plan.cells), "cells")
+                deferred = self._drain(deque(self.plan.cells), wait=False)
+                self._drain(deque(deferred), wait=True)
+                self.bar.close()
+            except BaseException:
+                for ref in self.outstanding:
+                    self.ray.cancel(ref, force=True)
+                raise
+
+    def _checkpoint(self, job: TrainingJob) -> None:
+        """The job's checkpoint in the object store: from the cache, or trained by a task (its lock held by
+        the driver until the result is saved)."""
+        self.locks.enter_context(self.driver.checkpoint_lock(job))
+        cached = load_cached(self.driver.cache, job, self.driver.reporter)
+        if cached is not None:
+            self.checkpoints[job.key] = self.ray.put(cached)
+            self.driver.reporter.log(f"{job.label}: loaded cached checkpoint {job.key}")
+            return
+        dependencies = [self.checkpoints[dependency.key] for dependency in job.dependencies]
+        ref = self.train_task.remote(job, self.env, self.threads, *dependencies)
+        self.checkpoints[job.key] = ref
+        self.outstanding[ref] = ("train", job)
+        self.driver.reporter.log(f"{job.label}: training on the cluster")
+
+    def _clean(self, job: CleanEvaluation) -> Any:
+        if job.key not in self.cleans:
+            stored = self.driver.store.get_clean(job.key)
+            if stored is not None:
+                self.cleans[job.key] = self.ray.put(stored)
+            else:
+                training = self.plan.job(job.defense_key)
+                ref = self.clean_task.remote(job, training, self.checkpoints[job.defense_key], self.env, self.threads)
+                self.cleans[job.key] = ref
+                self.outstanding[ref] = ("clean", job)
+        return self.cleans[job.key]
+
+    def _submit(self, cell: Cell, claim: ExitStack) -> None:
+        clean_job = next(job for job in self.plan.cleans if job.key == cell.clean_key)
+        surrogate = None
+        if cell.surrogate_key:
+            surrogate = (self.plan.job(cell.surrogate_key), self.checkpoints[cell.surrogate_key])
+        training = self.plan.job(cell.defense_key)
+        ref = self.cell_task.remote(
+            cell,
+            training,
+            self.checkpoints[cell.defense_key],
+            self._clean(clean_job),
+            self.env,
+            self.threads,
+            surrogate,
+        )
+        self.outstanding[ref] = ("cell", (cell, claim))
+
+    def _drain(self, queue: deque[Cell], wait: bool) -> list[Cell]:
+        """Run the queued cells, ``workers`` at a time; returns those another run holds (when not waiting)."""
+        deferred: list[Cell] = []
+        in_flight = 0
+        while queue or self.outstanding:
+            while queue and in_flight < self.workers:
+                cell = queue.popleft()
+                claim = ExitStack()
+                if claim.enter_context(self.driver.claim(cell, wait=wait)):
+                    self._submit(cell, claim)
+                    in_flight += 1
+                else:
+                    claim.close()
+                    if not wait:
+                        deferred.append(cell)
+            if not self.outstanding:
+                continue
+            (done,), _ = self.ray.wait(list(self.outstanding), num_returns=1)
+            kind, payload = self.outstanding.pop(done)
+            result = self.ray.get(done)
+            if kind == "train":
+                self.driver.save_checkpoint(payload, result)
+            elif kind == "clean":
+                self.driver.store.write_clean(result)
+            else:
+                cell, claim = payload
+                self.driver.record(result)
+                claim.close()
+                in_flight -= 1
+                self.bar.update()
+                if time.monotonic() - self.rewritten > LEADERBOARD_EVERY_S:
+                    self.driver.leaderboard()
+                    self.rewritten = time.monotonic()
+        return deferred
+
+
+def build(config: RunConfig) -> RayExecutor:
+    return RayExecutor(config.ray_address, config.workers, config.gpus_per_task)

@@ -1,0 +1,104 @@
+"""The Ray executor on a real local Ray instance: the same records as locally, resumable, robust to dying workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from benchmark.store import ResultStore
+
+pytestmark = pytest.mark.integration
+ray = pytest.importorskip("ray", reason="the Ray extra is not installed (pip install -e '.[ray]')")
+
+#: What depends on the process rather than the cell: timings, and the device string (it names the thread count).
+PROCESS_FIELDS = {"created", "attack_seconds", "device"}
+#: Summaries of floating-point sums, whose last digits follow the thread count's order of additions.
+FLOAT_SUMMARIES = {"linf_mean", "l2_mean", "reconstruction_loss"}
+MATRIX = ["--defenses", "cnn,vae", "--attacks", "fgsm,pgd,deepfool", "--eps", "0.1,0.3"]
+
+
+def records(out: Path) -> dict[str, dict]:
+    return {
+        path.stem: {k: v for k, v in json.loads(path.read_text()).items() if k not in PROCESS_FIELDS}
+        for path in (out / "cells").glob("*.json")
+    }
+
+
+def test_ray_writes_the_local_leaderboard_and_resumes(bench, tmp_path):
+    local, distributed = tmp_path / "local", tmp_path / "ray"
+    assert bench("run", *MATRIX, "--out", str(local))[0] == 0
+    code, stdout, _ = bench("run", *MATRIX, "--out", str(distributed), "--dry-run", "--executor", "ray")
+    assert code == 0 and "10 attack runs" in stdout and "12 cells to compute" in stdout
+    assert not (distributed / "cells").exists()  # a dry run computes nothing
+
+    code, stdout, _ = bench("run", *MATRIX, "--out", str(distributed), "--executor", "ray", "--workers", "2")
+    assert code == 0 and "12 cells computed" in stdout
+    expected, got = records(local), records(distributed)
+    assert expected.keys() == got.keys() and len(got) == 12
+    for key, record in got.items():
+        for column, value in record.items():
+            if column in FLOAT_SUMMARIES:
+                assert value == pytest.approx(expected[key][column], rel=1e-4), (key, column)
+            else:
+                assert value == expected[key][column], (key, column)
+
+    code, stdout, _ = bench("run", *MATRIX, "--out", str(distributed), "--executor", "ray", "--workers", "2")
+    assert code == 0 and "0 cells computed" in stdout
+
+
+def test_a_worker_killed_during_a_cell_is_retried_and_the_cell_recorded_once(mnist_dir, shared_cache, tmp_path):
+    out = tmp_path / "out"
+    slow = ["--defenses", "cnn", "--attacks", "pgd:steps=100:early_stop=false,fgsm", "--eps", "0.1,0.3"]
+    command = [sys.executable, "-m", "benchmark", "run", *slow, "--profile", "smoke", "--no-progress"]
+    command += ["--executor", "ray", "--workers", "2", "--out", str(out), "--cache-dir", str(shared_cache)]
+    command += ["--data-dir", str(mnist_dir), "--no-download"]
+    run = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    killed, deadline = None, time.monotonic() + 240
+    while killed is None and run.poll() is None and time.monotonic() < deadline:
+        found = subprocess.run(["pgrep", "-f", "ray::_cell_task"], capture_output=True, text=True).stdout.split()
+        if found:
+            killed = int(found[0])
+            os.kill(killed, signal.SIGKILL)
+        time.sleep(0.2)
+    stdout, stderr = run.communicate(timeout=600)
+    assert killed is not None, "no cell task was seen running"
+    assert run.returncode == 0, stderr
+    stored = ResultStore(out).records()
+    assert len(stored) == 4 and len({record["cell_key"] for record in stored}) == 4
+    finished = [line for line in stderr.splitlines() if "robust accuracy" in line]
+    assert len(finished) == 4 and len(set(finished)) == 4  # each cell recorded exactly once
+    assert "4 cells computed" in stdout
+
+
+def test_executor_ray_without_ray_exits_2_with_the_install_command(mnist_dir, tmp_path):
+    blocker = tmp_path / "no-ray" / "ray"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('ray is not installed')\n")
+    env = {**os.environ, "PYTHONPATH": f"{blocker.parent}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    command = [sys.executable, "-m", "benchmark", "run", "--defenses", "cnn", "--attacks", "fgsm", "--eps", "0.1"]
+    command += ["--profile", "smoke", "--executor", "ray", "--out", str(tmp_path / "out")]
+    command += ["--cache-dir", str(tmp_path / "cache"), "--data-dir", str(mnist_dir), "--no-download"]
+    result = subprocess.run(command, capture_output=True, text=True, env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        'bench: error: --executor ray needs Ray, which is not installed; install it with pip install -e ".[ray]"'
+    ]
+
+
+def test_the_local_executor_never_imports_ray(mnist_dir, shared_cache, tmp_path):
+    script = (
+        "import sys\nfrom benchmark.cli import main\n"
+        f"code = main(['run', '--defenses', 'cnn', '--attacks', 'fgsm', '--eps', '0.1', '--profile', 'smoke', "
+        f"'--out', {str(tmp_path / 'out')!r}, '--cache-dir', {str(shared_cache)!r}, "
+        f"'--data-dir', {str(mnist_dir)!r}, '--no-download', '--no-progress'])\n"
+        "assert code == 0, code\nassert 'ray' not in sys.modules, 'ray was imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
