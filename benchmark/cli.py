@@ -15,7 +15,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmark.interrupts import Terminated, sigterm_raises
+from benchmark.interrupts import Terminated, interruptible
 from foundation.errors import BenchError
 
 EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 1, 130, 143
@@ -266,6 +266,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
         csv_path, md_path = write_leaderboard(_load_store(args.out), args.out)
         print(f"wrote {csv_path} and {md_path}")
         return 0
+    if args.name == "json":
+        paths = importlib.import_module(REPORTS["json"]).report_json(args.out, _load_store(args.out))
+        print(f"wrote {len(paths)} RobustBench-style JSON file(s) under {args.out / 'json'}")
+        return 0
     config = _run_config(args)
     command = f"bench report {args.name} --profile {args.profile} --seed {args.seed}"
     try:
@@ -276,8 +280,14 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-#: Report name -> the module whose ``report(config, command)`` runs its matrix and writes its page.
-REPORTS = {"leaderboard": None, "paper000": "benchmark.reports.paper000", "paper001": "benchmark.reports.paper001"}
+#: Report name -> the module whose ``report(config, command)`` runs its matrix and writes its page
+#: (``json``: whose ``report_json(out, frame)`` writes RobustBench-style files from the store).
+REPORTS = {
+    "leaderboard": None,
+    "json": "benchmark.reports.robustbench",
+    "paper000": "benchmark.reports.paper000",
+    "paper001": "benchmark.reports.paper001",
+}
 
 
 def _read_csv(path: Path, what: str):
@@ -403,7 +413,7 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     on_main_thread = threading.current_thread() is threading.main_thread()
-    with sigterm_raises() if on_main_thread else contextlib.nullcontext():
+    with interruptible() if on_main_thread else contextlib.nullcontext():
         try:
             args = build_parser().parse_args(argv)
             return COMMANDS[args.command](args)

@@ -58,7 +58,7 @@ class Environment:
     device: str
     profile: Profile
     data_dir: Path
-    cache_dir: Path
+    cache_dir: Path | None  # None on Ray workers: they write no cache
     download: bool
 
     @classmethod
@@ -77,19 +77,19 @@ class Environment:
         return _slices(self.data_dir, self.download, self.cache_dir, p.n_train, p.n_val, p.n_test, seed)
 
     def test_points(self, seed: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The first ``n`` points of the seeded test slice, on the device."""
+        """The first ``n`` points of the seeded test slice, on the CPU (they travel to workers as they are)."""
         test = self.slices(seed).test
-        return test.x[:n].to(self.device), test.y[:n].to(self.device)
+        return test.x[:n], test.y[:n]
 
 
 @functools.cache
-def _mnist(data_dir: Path, download: bool, cache_dir: Path):
+def _mnist(data_dir: Path, download: bool, cache_dir: Path | None):
     return load_mnist(data_dir, download=download, cache_dir=cache_dir)
 
 
 @functools.lru_cache(maxsize=4)
 def _slices(
-    data_dir: Path, download: bool, cache_dir: Path, n_train: int, n_val: int, n_test: int, seed: int
+    data_dir: Path, download: bool, cache_dir: Path | None, n_train: int, n_val: int, n_test: int, seed: int
 ) -> DataSlices:
     full_train, test = _mnist(data_dir, download, cache_dir)
     return make_slices(full_train, test, n_train, n_val, n_test, seed)

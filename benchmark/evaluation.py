@@ -77,10 +77,14 @@ def criterion(defense: Defense, attack: Attack, repeats: int, batch_size: int) -
     return RepeatedMisclassification(predict, repeats, stochastic=defense.randomized)
 
 
-def evaluate_clean(job: CleanEvaluation, trained: TrainedDefense, env: Environment) -> dict[str, Any]:
+#: A defense's test points: images and labels (on any device; moved to the environment's).
+Points = tuple[Tensor, Tensor]
+
+
+def evaluate_clean(job: CleanEvaluation, trained: TrainedDefense, points: Points, env: Environment) -> dict[str, Any]:
     """The defense's clean predictions on its test points and the diagnostics behind the sanity flags,
     as a clean-evaluation record (every draw seeded from the job's key)."""
-    x, y = env.test_points(job.seed, job.n_test)
+    x, y = (tensor.to(env.torch_device) for tensor in points)
     defense, batch_size = trained.defense, env.profile.batch_size
     with seeded(seed_from_key(job.key), env.torch_device):
         clean = repeated_predictions(defense, x, y, job.prediction_repeats, batch_size)
@@ -101,6 +105,7 @@ def evaluate_cell(
     cell: Cell,
     trained: TrainedDefense,
     clean_record: dict[str, Any],
+    points: Points,
     env: Environment,
     surrogate: Defense | None = None,
     progress: Progress = _no_progress,
@@ -118,7 +123,7 @@ def evaluate_cell(
         return CellOutcome(cell, records, skipped=reason)
     with seeded(cell.random_seed, env.torch_device):
         try:
-            return _attack_and_measure(cell, attack, trained, clean_record, env, surrogate, progress)
+            return _attack_and_measure(cell, attack, trained, clean_record, points, env, surrogate, progress)
         except BenchError as error:
             return CellOutcome(cell, failure=str(error))
 
@@ -128,12 +133,13 @@ def _attack_and_measure(
     attack: Attack,
     trained: TrainedDefense,
     clean_record: dict[str, Any],
+    points: Points,
     env: Environment,
     surrogate: Defense | None,
     progress: Progress,
 ) -> CellOutcome:
     defense, device, batch_size = trained.defense, env.torch_device, env.profile.batch_size
-    x, y = env.test_points(cell.seed, cell.n_test)
+    x, y = (tensor.to(device) for tensor in points)
     clean = torch.tensor(clean_record["predictions"], dtype=y.dtype, device=device)
     clean_correct = clean == y
     attacked = clean_correct.nonzero().squeeze(1)

@@ -1,13 +1,16 @@
-"""SIGTERM stops a run as Ctrl-C does: an exception where the program is, and again at the next safe point.
+"""Ctrl-C and SIGTERM stop a run at once, keeping finished cells, and never go unnoticed.
 
-An exception raised by a signal handler is lost when it lands in a finaliser (``__del__``, e.g. a
-lock's), so the handler also notes the signal, and the driver calls ``raise_if_terminated`` between
-cells: a run never goes on past the cell in progress.
+Each signal raises where the program is (``KeyboardInterrupt``, or ``Terminated`` for SIGTERM).  Such
+an exception is lost when it lands in a finaliser (``__del__``, a weakref callback): Python prints it
+as "Exception ignored" and carries on.  So the handler also notes the signal, that report is silenced,
+and the driver calls ``raise_if_interrupted`` between cells: a run never goes on past the cell in
+progress, and the user sees one line, not a traceback.
 """
 
 from __future__ import annotations
 
 import signal
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -16,27 +19,40 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM: finished cells are kept, as on Ctrl-C."""
 
 
-_received = False
+_received: int | None = None
 
 
-def _on_sigterm(signum: int, frame: object) -> None:
+def _exception(signum: int) -> KeyboardInterrupt:
+    return Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def _on_signal(signum: int, frame: object) -> None:
     global _received
-    _received = True
-    raise Terminated()
+    _received = signum
+    raise _exception(signum)
 
 
-def raise_if_terminated() -> None:
-    if _received:
-        raise Terminated()
+def raise_if_interrupted() -> None:
+    """Raise the interruption a finaliser swallowed, if any."""
+    if _received is not None:
+        raise _exception(_received)
+
+
+def _silence_lost_interrupts(unraisable: sys.UnraisableHookArgs, previous=sys.unraisablehook) -> None:
+    if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+        previous(unraisable)
 
 
 @contextmanager
-def sigterm_raises() -> Iterator[None]:
-    """Within the block (on the main thread), SIGTERM raises ``Terminated``; the old handler is restored after."""
+def interruptible() -> Iterator[None]:
+    """Within the block (main thread only), SIGINT and SIGTERM raise and are noted; handlers restored after."""
     global _received
-    _received = False
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    _received = None
+    previous = {number: signal.signal(number, _on_signal) for number in (signal.SIGINT, signal.SIGTERM)}
+    previous_hook, sys.unraisablehook = sys.unraisablehook, _silence_lost_interrupts
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        sys.unraisablehook = previous_hook
+        for number, handler in previous.items():
+            signal.signal(number, handler)

@@ -228,9 +228,12 @@ def markdown(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def write_leaderboard(frame: pd.DataFrame, out_dir: Path) -> tuple[Path, Path]:
+def write_leaderboard(frame: pd.DataFrame, out_dir: Path, curves: bool = True) -> tuple[Path, Path]:
+    """Write ``leaderboard.csv`` and ``leaderboard.md`` and, with ``curves``, the ε-curve plots (the costly
+    part, left out of the partial rewrites while a distributed run goes on)."""
     csv_path, md_path = out_dir / "leaderboard.csv", out_dir / "leaderboard.md"
     atomic_write_text(csv_path, frame.drop(columns=["robust_points"], errors="ignore").to_csv(index=False))
     atomic_write_text(md_path, markdown(frame))
-    write_curves(frame, out_dir)
+    if curves:
+        write_curves(frame, out_dir)
     return csv_path, md_path

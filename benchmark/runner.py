@@ -21,7 +21,7 @@ from benchmark.config import RunConfig
 from benchmark.environment import Environment, ensure_writable
 from benchmark.evaluation import CellOutcome
 from benchmark.executors import get_executor
-from benchmark.interrupts import raise_if_terminated
+from benchmark.interrupts import raise_if_interrupted
 from benchmark.leaderboard import records_to_frame, write_leaderboard
 from benchmark.plan import Cell, CleanEvaluation, Plan, Planner, TrainingJob
 from benchmark.progress import Reporter
@@ -75,7 +75,7 @@ class Driver:
     def claim(self, cell: Cell, *, wait: bool) -> Iterator[bool]:
         """Hold the cell's claim: yields True if this run should compute it (claimed and not stored
         meanwhile by another run), False if another run holds it and ``wait`` is False or it is done."""
-        raise_if_terminated()
+        raise_if_interrupted()
         waiting = lambda: self.reporter.log(f"{cell.label}: waiting for another run computing this cell")  # noqa: E731
         with self.store.claim(cell.keys[0], wait=wait, on_wait=waiting) as held:
             yield held and not all(self.store.has(key) for key in cell.keys)
@@ -99,13 +99,14 @@ class Driver:
                 )
         if outcome.skipped:
             self.reporter.log(f"{cell.label}: skipped ({outcome.skipped})")
-        raise_if_terminated()
+        raise_if_interrupted()
 
-    def leaderboard(self) -> pd.DataFrame:
-        """Rewrite the leaderboard files from what is stored (also while a run goes on, and after it stops)."""
+    def leaderboard(self, partial: bool = False) -> pd.DataFrame:
+        """Rewrite the leaderboard files from what is stored: after the run, or (``partial``: tables only,
+        no curve plots) while it goes on."""
         with self.store.writer_lock():
             frame = records_to_frame(self.store.records())
-            write_leaderboard(frame, Path(self.config.out_dir))
+            write_leaderboard(frame, Path(self.config.out_dir), curves=not partial)
         return frame
 
 

@@ -22,9 +22,10 @@ class LocalExecutor:
                 if ours:
                     clean_job = next(job for job in plan.cleans if job.key == cell.clean_key)
                     trained = trainer.trained(plan.job(cell.defense_key))
-                    clean = driver.clean_record(clean_job, lambda: evaluate_clean(clean_job, trained, env))
+                    points = env.test_points(cell.seed, cell.n_test)
+                    clean = driver.clean_record(clean_job, lambda: evaluate_clean(clean_job, trained, points, env))
                     surrogate = trainer.trained(plan.job(cell.surrogate_key)).defense if cell.surrogate_key else None
-                    driver.record(evaluate_cell(cell, trained, clean, env, surrogate, reporter.progress))
+                    driver.record(evaluate_cell(cell, trained, clean, points, env, surrogate, reporter.progress))
                 return ours or wait
 
         for cell in plan.cells:

@@ -1,10 +1,10 @@
 """The Ray executor: training jobs and cells run as Ray tasks on a local instance or a cluster.
 
 What crosses the network: the frozen job and cell descriptions, the environment (device, profile,
-data directory), checkpoints (weights on the CPU, through Ray's object store) and the records that
-come back.  Workers write nothing: the driver saves every checkpoint and record as it arrives, so
-the store stays consistent and resumable whatever the workers do.  Each worker loads the dataset
-from its own data directory, once per worker process.
+data directory), checkpoints (weights on the CPU) and test points through Ray's object store, and
+the records that come back.  Workers write nothing: the driver saves every checkpoint and record as
+it arrives, so the store stays consistent and resumable whatever the workers do.  A worker that
+trains loads the dataset from its own data directory, once per worker process.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 from benchmark.checkpoints import Checkpoint
 from benchmark.config import RunConfig
 from benchmark.environment import Environment, set_threads
-from benchmark.evaluation import CellOutcome, evaluate_cell, evaluate_clean
+from benchmark.evaluation import CellOutcome, Points, evaluate_cell, evaluate_clean
 from benchmark.plan import Cell, CleanEvaluation, Plan, TrainingJob
 from benchmark.progress import Reporter
 from benchmark.runner import Driver
@@ -29,7 +29,7 @@ INSTALL = 'pip install -e ".[ray]"'
 #: How often Ray retries a task whose worker process died (an exception raised by the task is not retried).
 TASK_RETRIES = 3
 #: The leaderboard is rewritten as cells land, at most this often (seconds), so a long run shows partial results.
-LEADERBOARD_EVERY_S = 10.0
+LEADERBOARD_EVERY_S = 30.0
 
 #: Restored defenses of this worker process, by checkpoint key (a worker evaluates many cells of one defense).
 _RESTORED: dict[str, TrainedDefense] = {}
@@ -50,10 +50,10 @@ def _train_task(job: TrainingJob, env: Environment, threads: int, *dependencies:
 
 
 def _clean_task(
-    job: CleanEvaluation, training: TrainingJob, checkpoint: Checkpoint, env: Environment, threads: int
+    job: CleanEvaluation, training: TrainingJob, checkpoint: Checkpoint, points: Points, env: Environment, threads: int
 ) -> dict[str, Any]:
     set_threads(threads)
-    return evaluate_clean(job, _restored(training, checkpoint, env), env)
+    return evaluate_clean(job, _restored(training, checkpoint, env), points, env)
 
 
 def _cell_task(
@@ -61,13 +61,15 @@ def _cell_task(
     training: TrainingJob,
     checkpoint: Checkpoint,
     clean: dict[str, Any],
+    points: Points,
     env: Environment,
     threads: int,
-    surrogate: tuple[TrainingJob, Checkpoint] | None,
+    surrogate: TrainingJob | None,
+    surrogate_checkpoint: Checkpoint | None,
 ) -> CellOutcome:
     set_threads(threads)
-    surrogate_defense = None if surrogate is None else _restored(*surrogate, env).defense
-    return evaluate_cell(cell, _restored(training, checkpoint, env), clean, env, surrogate_defense)
+    surrogate_defense = None if surrogate is None else _restored(surrogate, surrogate_checkpoint, env).defense
+    return evaluate_cell(cell, _restored(training, checkpoint, env), clean, points, env, surrogate_defense)
 
 
 @dataclass
@@ -111,7 +113,8 @@ class _Session:
         self.threads = max(1, min(cpus // self.workers, largest_node))
         gpus = executor.gpus_per_task if ray.cluster_resources().get("GPU", 0) else 0
         device = "cuda" if gpus else "cpu"
-        # Workers never write the checkpoint cache (the driver does); they parse MNIST once per process.
+        # Workers never write the checkpoint cache (the driver does); a training job's worker reads MNIST
+        # (once per process) from its own data directory; cells get their test points from the driver.
         self.env = replace(driver.env, device=device, cache_dir=None)
         options = {"num_cpus": self.threads, "num_gpus": gpus, "max_retries": TASK_RETRIES}
         self.train_task = ray.remote(**options)(_train_task)
@@ -120,6 +123,7 @@ class _Session:
         self.locks = ExitStack()
         self.checkpoints: dict[str, Any] = {}  # job key -> object ref of its checkpoint
         self.cleans: dict[str, Any] = {}  # clean key -> object ref of its record
+        self.points: dict[tuple[int, int], Any] = {}  # (seed, n) -> object ref of the test points
         self.outstanding: dict[Any, tuple[str, Any]] = {}
         self.rewritten = time.monotonic()
 
@@ -152,32 +156,41 @@ class _Session:
         self.outstanding[ref] = ("train", job)
         self.driver.reporter.log(f"{job.label}: training on the cluster")
 
+    def _points(self, seed: int, n: int) -> Any:
+        """The test points in the object store (read here once): workers need no dataset to evaluate."""
+        if (seed, n) not in self.points:
+            self.points[(seed, n)] = self.ray.put(self.driver.env.test_points(seed, n))
+        return self.points[(seed, n)]
+
     def _clean(self, job: CleanEvaluation) -> Any:
         if job.key not in self.cleans:
             stored = self.driver.store.get_clean(job.key)
             if stored is not None:
                 self.cleans[job.key] = self.ray.put(stored)
             else:
-                training = self.plan.job(job.defense_key)
-                ref = self.clean_task.remote(job, training, self.checkpoints[job.defense_key], self.env, self.threads)
+                training, points = self.plan.job(job.defense_key), self._points(job.seed, job.n_test)
+                checkpoint = self.checkpoints[job.defense_key]
+                ref = self.clean_task.remote(job, training, checkpoint, points, self.env, self.threads)
                 self.cleans[job.key] = ref
                 self.outstanding[ref] = ("clean", job)
         return self.cleans[job.key]
 
     def _submit(self, cell: Cell, claim: ExitStack) -> None:
         clean_job = next(job for job in self.plan.cleans if job.key == cell.clean_key)
-        surrogate = None
+        training, surrogate = self.plan.job(cell.defense_key), None
         if cell.surrogate_key:
-            surrogate = (self.plan.job(cell.surrogate_key), self.checkpoints[cell.surrogate_key])
-        training = self.plan.job(cell.defense_key)
+            surrogate = self.plan.job(cell.surrogate_key)
         ref = self.cell_task.remote(
             cell,
             training,
             self.checkpoints[cell.defense_key],
             self._clean(clean_job),
+            self._points(cell.seed, cell.n_test),
             self.env,
             self.threads,
             surrogate,
+            # Ray resolves object refs passed as arguments, not refs nested in other values.
+            None if surrogate is None else self.checkpoints[surrogate.key],
         )
         self.outstanding[ref] = ("cell", (cell, claim))
 
@@ -212,7 +225,7 @@ class _Session:
                 in_flight -= 1
                 self.bar.update()
                 if time.monotonic() - self.rewritten > LEADERBOARD_EVERY_S:
-                    self.driver.leaderboard()
+                    self.driver.leaderboard(partial=True)
                     self.rewritten = time.monotonic()
         return deferred
 

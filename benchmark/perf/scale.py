@@ -11,6 +11,7 @@ round trip of an empty task on that cluster.
 
 from __future__ import annotations
 
+import os
 import socket
 import statistics
 import subprocess
@@ -23,6 +24,7 @@ from pathlib import Path
 from benchmark.perf.measurements import FAILED, Measurement, wall_time
 from benchmark.perf.run_wall import Spawn, _last_line, spawn_bench
 from benchmark.perf.workbench import Workbench, log
+from foundation.errors import BenchError
 
 CELLS = 12
 RUN = ("run", "--defenses", "cnn", "--profile", "smoke", "--no-progress")
@@ -44,13 +46,19 @@ def _free_port() -> int:
 
 
 def _ray(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "ray.scripts.scripts", *args], check=True, capture_output=True)
+    result = subprocess.run([sys.executable, "-m", "ray.scripts.scripts", *args], capture_output=True, text=True)
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise BenchError(f"`ray {' '.join(args)}` failed (exit {result.returncode}): {last}")
 
 
 class TwoNodeCluster:
     """A Ray head and a second node on this machine, started on entry and stopped on exit."""
 
     def __enter__(self) -> str:
+        # The head enables Ray's token authentication; the second node and every driver present its token.
+        self.auth_mode = os.environ.get("RAY_AUTH_MODE")
+        os.environ["RAY_AUTH_MODE"] = "token"
         self.address = f"127.0.0.1:{_free_port()}"
         port = self.address.split(":")[1]
         _ray("start", "--head", "--port", port, "--num-cpus", str(NODE_CPUS), "--include-dashboard=false")
@@ -59,6 +67,10 @@ class TwoNodeCluster:
 
     def __exit__(self, *exc: object) -> None:
         _ray("stop", "--force")
+        if self.auth_mode is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = self.auth_mode
 
 
 def task_overhead(address: str) -> float:

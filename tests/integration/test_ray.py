@@ -102,3 +102,24 @@ def test_the_local_executor_never_imports_ray(mnist_dir, shared_cache, tmp_path)
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_training_on_workers_gives_the_same_checkpoints_and_numbers_within_intervals(bench, tmp_path):
+    """Jobs train as tasks in dependency order (the shared cnn before the vae, and a transfer surrogate); the
+    driver saves the checkpoints under the keys a local run uses, and the numbers agree within intervals."""
+    matrix = ["--defenses", "vae", "--attacks", "fgsm,transfer", "--eps", "0.3"]
+    assert bench("run", *matrix, "--out", str(tmp_path / "local"))[0] == 0
+    fresh = tmp_path / "ray-cache"
+    code, _, stderr = bench(
+        "run", *matrix, "--out", str(tmp_path / "ray"), "--executor", "ray", "--cache-dir", str(fresh)
+    )
+    assert code == 0, stderr
+    assert stderr.count("training on the cluster") == 3
+    checkpoints = [path.name.split("-")[0] for path in fresh.glob("*.pt") if not path.name.startswith("mnist-")]
+    assert sorted(checkpoints) == ["cnn", "cnn", "vae"]
+    local, distributed = ResultStore(tmp_path / "local").records(), ResultStore(tmp_path / "ray").records()
+    assert {r["cell_key"] for r in local} == {r["cell_key"] for r in distributed}  # same checkpoint keys
+    by_key = {r["cell_key"]: r for r in local}
+    for record in distributed:
+        other = by_key[record["cell_key"]]
+        assert other["robust_accuracy_ci_low"] <= record["robust_accuracy"] <= other["robust_accuracy_ci_high"]

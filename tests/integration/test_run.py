@@ -191,7 +191,7 @@ def test_transfer_attack_uses_an_independent_surrogate(bench, tmp_path):
     out = tmp_path / "out"
     code, _, stderr = bench("run", "--defenses", "cnn", "--attacks", "pgd,transfer", "--eps", "0.2", "--out", str(out))
     assert code == 0
-    assert "cnn (surrogate, seed 1000): training" in stderr  # trained in addition to the target
+    assert "cnn (surrogate, seed 1000): " in stderr  # trained (or loaded) in addition to the target
     frame = leaderboard(out).set_index("attack")
     assert "surrogate cnn (seed 1000)" in frame.loc["transfer", "note"]
     white_box, transfer = frame.loc["pgd"], frame.loc["transfer"]
