@@ -1,7 +1,8 @@
 """The harness: config, data, runner, store, leaderboards and the ``bench`` CLI.
 
-``run_benchmark(RunConfig(...))`` is the one-function entry point.  The public names are imported
-on first use (PEP 562), so that ``bench --help`` and ``bench list`` do not import torch.
+``run_benchmark(RunConfig(...))`` runs a matrix; ``evaluate(model, ...)`` evaluates an in-memory model.
+The public names are imported on first use (PEP 562), so that ``bench --help`` and ``bench list`` do
+not import torch.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from benchmark.api import evaluate
     from benchmark.config import PROFILES, RunConfig, get_profile, parse_epsilons
     from benchmark.runner import run_benchmark
 
@@ -19,8 +21,9 @@ _HOMES = {
     "get_profile": "benchmark.config",
     "parse_epsilons": "benchmark.config",
     "run_benchmark": "benchmark.runner",
+    "evaluate": "benchmark.api",
 }
-__all__ = ["PROFILES", "RunConfig", "get_profile", "parse_epsilons", "run_benchmark"]
+__all__ = ["PROFILES", "RunConfig", "evaluate", "get_profile", "parse_epsilons", "run_benchmark"]
 
 
 def __getattr__(name: str) -> Any:

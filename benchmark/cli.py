@@ -49,6 +49,7 @@ def _add_environment_options(parser: argparse.ArgumentParser) -> None:
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by every command that trains and evaluates (run, report)."""
     parser.add_argument("--profile", default="quick", help="smoke | quick (default) | paper")
+    parser.add_argument("--dataset", default="mnist", help="mnist (default), fashion-mnist, cifar10, or a plugin's")
     _add_environment_options(parser)
     parser.add_argument("--eot-samples", type=int, default=None, help="EOT draws per gradient for randomized defenses")
     parser.add_argument(
@@ -130,13 +131,16 @@ def _bounded(value: int, flag: str, low: int = 1, high: int | None = None) -> in
 def _run_config(args: argparse.Namespace, defenses: str = "cnn", attacks: str = "fgsm", eps: str | None = None):
     from attacks.base import ATTACKS
     from benchmark.config import RunConfig, get_profile, parse_epsilons
+    from benchmark.datasets.base import DATASETS
     from defenses.base import DEFENSES
 
     profile = get_profile(args.profile)
+    dataset = DATASETS.build(args.dataset, profile.name)
     return RunConfig(
         defenses=tuple(DEFENSES.expand(defenses)),
         attacks=tuple(ATTACKS.expand(attacks)),
-        epsilons=parse_epsilons(eps) if eps is not None else profile.epsilons,
+        epsilons=parse_epsilons(eps) if eps is not None else dataset.default_epsilons(profile),
+        dataset=args.dataset,
         profile=profile,
         seed=args.seed,
         device=args.device,

@@ -128,8 +128,13 @@ class RunConfig:
     ray_address: str | None = None
     workers: int | None = None
     gpus_per_task: float = 0.0
+    #: A registered dataset (``benchmark.datasets``); MNIST by default.
+    dataset: str = "mnist"
 
     def __post_init__(self) -> None:
+        from benchmark.datasets.base import DATASETS
+
+        DATASETS.get(self.dataset)
         from benchmark.executors import EXECUTORS
 
         if self.executor not in EXECUTORS:

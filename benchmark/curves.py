@@ -9,8 +9,10 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark.atomic import atomic_write, atomic_write_text
+from benchmark.datasets.base import DEFAULT_DATASET, with_dataset
 
 CURVE_COLUMNS = [
+    "dataset",
     "profile",
     "attack",
     "defense",
@@ -24,9 +26,10 @@ CURVE_COLUMNS = [
 
 def curve_table(frame: pd.DataFrame) -> pd.DataFrame:
     """The ok, ε-bounded rows of attacks evaluated at two or more epsilons."""
+    frame = with_dataset(frame)
     rows = frame[(frame["status"] == "ok") & frame["eps"].notna()]
-    counts = rows.groupby(["profile", "attack"])["eps"].transform("nunique")
-    return rows.loc[counts >= 2, CURVE_COLUMNS].sort_values(["profile", "attack", "defense", "eps"])
+    counts = rows.groupby(["dataset", "profile", "attack"])["eps"].transform("nunique")
+    return rows.loc[counts >= 2, CURVE_COLUMNS].sort_values(["dataset", "profile", "attack", "defense", "eps"])
 
 
 def _plot(curves: pd.DataFrame, title: str) -> bytes:
@@ -52,7 +55,7 @@ def _plot(curves: pd.DataFrame, title: str) -> bytes:
 
 
 def write_curves(frame: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """``curves.csv`` and ``curves/<profile>-<attack>.png``; returns the files written."""
+    """``curves.csv`` and ``curves/[<dataset>-]<profile>-<attack>.png``; returns the files written."""
     table = curve_table(frame)
     written = []
     if table.empty:
@@ -60,9 +63,11 @@ def write_curves(frame: pd.DataFrame, out_dir: Path) -> list[Path]:
     csv_path = out_dir / "curves.csv"
     atomic_write_text(csv_path, table.to_csv(index=False))
     written.append(csv_path)
-    for (profile, attack), curves in table.groupby(["profile", "attack"], sort=False):
-        name = re.sub(r"[^A-Za-z0-9_.=-]+", "_", f"{profile}-{attack}")
-        png = _plot(curves, f"{attack} ({profile} profile)")
+    for (dataset, profile, attack), curves in table.groupby(["dataset", "profile", "attack"], sort=False):
+        # MNIST's files keep the names they had before datasets were registered.
+        prefix = "" if dataset == DEFAULT_DATASET else f"{dataset}-"
+        name = re.sub(r"[^A-Za-z0-9_.=-]+", "_", f"{prefix}{profile}-{attack}")
+        png = _plot(curves, f"{attack} ({dataset}, {profile} profile)")
         path = out_dir / "curves" / f"{name}.png"
         atomic_write(path, lambda handle, data=png: handle.write(data))
         written.append(path)

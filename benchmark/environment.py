@@ -16,7 +16,9 @@ import torch
 from platformdirs import user_cache_dir
 
 from benchmark.config import Profile, RunConfig
-from benchmark.data import DataSlices, load_mnist, make_slices, resolve_data_dir
+from benchmark.data import DataSlices, make_slices, resolve_data_dir
+from benchmark.datasets.base import DATASETS
+from defenses.base import Split
 from foundation.errors import BenchError
 
 CACHE_DIR_ENV = "BENCH_CACHE_DIR"
@@ -57,6 +59,7 @@ class Environment:
 
     device: str
     profile: Profile
+    dataset: str
     data_dir: Path
     cache_dir: Path | None  # None on Ray workers: they write no cache
     download: bool
@@ -65,7 +68,8 @@ class Environment:
     def of(cls, config: RunConfig) -> Environment:
         """A run's environment, its directories resolved (flags, then environment variables, then defaults)."""
         device, cache_dir = resolve_device(config.device), resolve_cache_dir(config.cache_dir)
-        return cls(str(device), config.profile, resolve_data_dir(config.data_dir), cache_dir, config.download)
+        data_dir = resolve_data_dir(config.data_dir)
+        return cls(str(device), config.profile, config.dataset, data_dir, cache_dir, config.download)
 
     @property
     def torch_device(self) -> torch.device:
@@ -74,7 +78,7 @@ class Environment:
     def slices(self, seed: int) -> DataSlices:
         """The profile's train / validation / test slices for ``seed`` (loaded once per process)."""
         p = self.profile
-        return _slices(self.data_dir, self.download, self.cache_dir, p.n_train, p.n_val, p.n_test, seed)
+        return _slices(self.dataset, self.data_dir, self.download, self.cache_dir, p.n_train, p.n_val, p.n_test, seed)
 
     def test_points(self, seed: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The first ``n`` points of the seeded test slice, on the CPU (they travel to workers as they are)."""
@@ -83,16 +87,17 @@ class Environment:
 
 
 @functools.cache
-def _mnist(data_dir: Path, download: bool, cache_dir: Path | None):
-    return load_mnist(data_dir, download=download, cache_dir=cache_dir)
+def _dataset(name: str, data_dir: Path, download: bool, cache_dir: Path | None) -> tuple[Split, Split]:
+    return DATASETS.build(name, "paper").load(data_dir, download, cache_dir)
 
 
 @functools.lru_cache(maxsize=4)
 def _slices(
-    data_dir: Path, download: bool, cache_dir: Path | None, n_train: int, n_val: int, n_test: int, seed: int
+    name: str, data_dir: Path, download: bool, cache_dir: Path | None, n_train: int, n_val: int, n_test: int, seed: int
 ) -> DataSlices:
-    full_train, test = _mnist(data_dir, download, cache_dir)
-    return make_slices(full_train, test, n_train, n_val, n_test, seed)
+    full_train, test = _dataset(name, data_dir, download, cache_dir)
+    train_size = DATASETS.build(name, "paper").train_size(len(full_train))
+    return make_slices(full_train, test, n_train, n_val, n_test, seed, train_size)
 
 
 def set_threads(threads: int) -> None:

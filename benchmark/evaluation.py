@@ -192,6 +192,7 @@ def base_record(
     """The fields every record of a cell carries: what was evaluated, how, and its provenance."""
     return {
         "cell_key": key,
+        "dataset": cell.dataset,
         "defense": cell.defense.label,
         "attack": cell.attack.label,
         "backend": attack.backend,
@@ -203,6 +204,7 @@ def base_record(
         "seed": cell.seed,
         "config_hash": trained.key,
         "train_seconds": trained.train_seconds,
+        "trained": type(trained.defense).trains,
         **{f"train_{name}": value for name, value in trained.summary.items()},
         "randomized": trained.defense.randomized,
         "eot_samples": cell.eot_samples,

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 
 from attacks.base import ATTACKS, Attack
 from benchmark.config import RunConfig, config_hash
+from benchmark.datasets.base import DATASETS, DEFAULT_DATASET
 from benchmark.store import ResultStore
 from defenses.base import DEFENSES, Defense
+from foundation.errors import BenchError
 from foundation.registry import Spec
 from foundation.seeding import seed_from_key
 
@@ -46,6 +48,7 @@ class CleanEvaluation:
     seed: int
     prediction_repeats: int
     eot_samples: int
+    dataset: str = DEFAULT_DATASET
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,7 @@ class Cell:
     prediction_repeats: int
     profile: str
     surrogate_key: str | None = None
+    dataset: str = DEFAULT_DATASET
 
     @property
     def label(self) -> str:
@@ -93,16 +97,35 @@ class Plan:
         return next(job for job in self.jobs if job.key == key)
 
 
+def build_defense(spec: Spec, profile: str, dataset: str) -> Defense:
+    """A defense built for a dataset: one that supports it, its networks sized to its images and classes."""
+    supported = DEFENSES.get(spec.name).datasets
+    if supported is not None and dataset not in supported:
+        raise BenchError(
+            f"defense {spec.name!r} runs on {', '.join(sorted(supported))} only, not on {dataset!r}; "
+            "choose another defense or --dataset"
+        )
+    defense = DEFENSES.build(spec, profile)
+    data = DATASETS.build(dataset, profile)
+    defense.for_dataset(data.input_shape, data.classes)
+    return defense
+
+
 class Planner:
     """Keys of defenses, cells and clean evaluations under one ``RunConfig``, each computed once."""
 
     def __init__(self, config: RunConfig) -> None:
         self.config = config
         self.profile = config.profile.name
+        for kind, specs in (("defense", config.defenses), ("attack", config.attacks)):
+            labels = [spec.label for spec in specs]
+            twice = sorted({label for label in labels if labels.count(label) > 1})
+            if twice:
+                raise BenchError(f"two {kind}s are labelled {twice[0]!r}; give them different name= options")
 
     @functools.cache  # noqa: B019 - a planner lives for one run; its specs are few
     def defense(self, spec: Spec) -> Defense:
-        return DEFENSES.build(spec, self.profile)
+        return build_defense(spec, self.profile, self.config.dataset)
 
     @functools.cache  # noqa: B019
     def attack(self, spec: Spec) -> Attack:
@@ -113,16 +136,17 @@ class Planner:
         """The training job of a defense under ``seed`` (the run's, or a surrogate's)."""
         defense = self.defense(spec)
         dependencies = tuple(self.job(Spec(name), seed) for name in defense.dependencies)
-        key = config_hash(
-            {
-                "defense": spec.name,
-                "options": defense.options(),
-                "profile": self.profile,
-                "data": {"n_train": self.config.profile.n_train, "n_val": self.config.profile.n_val},
-                "seed": seed,
-                "dependencies": {job.spec.name: job.key for job in dependencies},
-            }
-        )
+        payload = {
+            "defense": spec.name,
+            "options": defense.options(),
+            "profile": self.profile,
+            "data": {"n_train": self.config.profile.n_train, "n_val": self.config.profile.n_val},
+            "seed": seed,
+            "dependencies": {job.spec.name: job.key for job in dependencies},
+        }
+        if self.config.dataset != DEFAULT_DATASET:  # MNIST's keys predate datasets and stay as they were
+            payload["dataset"] = self.config.dataset
+        key = config_hash(payload)
         label = spec.label if seed == self.config.seed else f"{spec.label} (surrogate, seed {seed})"
         return TrainingJob(spec, key, seed, label, dependencies)
 
@@ -178,7 +202,7 @@ class Planner:
                 "eot_samples": cfg.effective_eot_samples,
             }
         )
-        return CleanEvaluation(spec, key, clean_key, n_test, cfg.seed, repeats, cfg.effective_eot_samples)
+        return CleanEvaluation(spec, key, clean_key, n_test, cfg.seed, repeats, cfg.effective_eot_samples, cfg.dataset)
 
     def cells(self, defense_spec: Spec, attack_spec: Spec) -> list[Cell]:
         """Every cell of a (defense, attack) pair, stored or not."""
@@ -202,6 +226,7 @@ class Planner:
                 prediction_repeats=clean.prediction_repeats,
                 profile=self.profile,
                 surrogate_key=None if surrogate is None else surrogate.key,
+                dataset=self.config.dataset,
             )
             for group in groups
         ]

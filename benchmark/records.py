@@ -99,6 +99,7 @@ OK_FIELDS: dict[str, tuple[Check, str]] = {
 #: Fields that may be absent (or null), but hold the right kind of value when present.
 OPTIONAL_FIELDS: dict[str, tuple[Check, str]] = {
     "train_seconds": (_optional_number, "a number or null"),
+    "trained": (_flag, "true or false"),
     "note": (lambda v: v is None or isinstance(v, str), "text or null"),
 }
 #: Fields of a clean-evaluation record (a defense's clean predictions on a test slice).

@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 
 KEY = ["profile", "defense", "attack", "eps"]
+#: Cells are matched within a dataset; a CSV without the column (written before datasets) is MNIST's.
+DATASET = "dataset"
 #: What a leaderboard CSV must hold for the check; the three shares must be numbers in [0, 1] in ok rows.
 SHARES = ["robust_accuracy", "robust_accuracy_ci_low", "robust_accuracy_ci_high"]
 REQUIRED = [*KEY, *SHARES]
@@ -29,6 +31,12 @@ def _half_width(frame: pd.DataFrame, suffix: str) -> pd.Series:
     return (frame[f"robust_accuracy_ci_high{suffix}"] - frame[f"robust_accuracy_ci_low{suffix}"]) / 2
 
 
+def _keyed(frame: pd.DataFrame) -> pd.DataFrame:
+    """ε rounded for matching, and the dataset column (MNIST where the CSV predates it)."""
+    dataset = frame[DATASET].fillna("mnist") if DATASET in frame else "mnist"
+    return frame.assign(eps=frame["eps"].astype(float).round(10), **{DATASET: dataset})
+
+
 def compare(baseline: pd.DataFrame, run: pd.DataFrame, floor: float = 0.02) -> RegressionReport:
     """Cells whose robust accuracy fell below the baseline by more than the tolerance.
 
@@ -37,15 +45,15 @@ def compare(baseline: pd.DataFrame, run: pd.DataFrame, floor: float = 0.02) -> R
     """
     baseline = baseline[baseline["status"] == "ok"] if "status" in baseline else baseline
     run = run[run["status"] == "ok"] if "status" in run else run
-    baseline = baseline.assign(eps=baseline["eps"].astype(float).round(10))
-    run = run.assign(eps=run["eps"].astype(float).round(10))
-    merged = baseline.merge(run, on=KEY, how="left", suffixes=("_baseline", "_run"), indicator=True)
-    missing = merged.loc[merged["_merge"] == "left_only", KEY].reset_index(drop=True)
+    baseline, run = (_keyed(frame) for frame in (baseline, run))
+    key = [DATASET, *KEY]
+    merged = baseline.merge(run, on=key, how="left", suffixes=("_baseline", "_run"), indicator=True)
+    missing = merged.loc[merged["_merge"] == "left_only", key].reset_index(drop=True)
     both = merged[merged["_merge"] == "both"].copy()
     both["tolerance"] = np.maximum(floor, np.hypot(_half_width(both, "_baseline"), _half_width(both, "_run")))
     both["drop"] = both["robust_accuracy_baseline"] - both["robust_accuracy_run"]
     regressions = both.loc[
-        both["drop"] > both["tolerance"], [*KEY, "robust_accuracy_baseline", "robust_accuracy_run", "drop", "tolerance"]
+        both["drop"] > both["tolerance"], [*key, "robust_accuracy_baseline", "robust_accuracy_run", "drop", "tolerance"]
     ]
     return RegressionReport(regressions.reset_index(drop=True), missing, len(both))
 

@@ -57,7 +57,9 @@ class Driver:
 
     def save_checkpoint(self, job: TrainingJob, checkpoint: Checkpoint) -> None:
         self.cache.save(job.spec.name, job.key, checkpoint.state, checkpoint.meta)
-        self.reporter.log(f"{job.label}: trained in {checkpoint.meta['train_seconds']:.1f} s; checkpoint {job.key}")
+        seconds = checkpoint.meta["train_seconds"]
+        done = "not trained (loaded and checked)" if seconds is None else f"trained in {seconds:.1f} s"
+        self.reporter.log(f"{job.label}: {done}; checkpoint {job.key}")
 
     # Clean evaluations ---------------------------------------------------------------------------
     def clean_record(self, job: CleanEvaluation, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:

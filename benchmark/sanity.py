@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from benchmark.datasets.base import with_dataset
+
 UNBROKEN_LIMIT = 0.10
 MASKED_LIMIT = 0.10
 
@@ -28,6 +30,7 @@ def _half_width(frame: pd.DataFrame) -> pd.Series:
 
 def sanity_flags(frame: pd.DataFrame) -> pd.Series:
     """A ``;``-joined string of flags per row ('' when sound)."""
+    frame = with_dataset(frame)
     flags: dict[int, list[str]] = {index: [] for index in frame.index}
     ok = frame[frame["status"] == "ok"]
     bounded = ok[ok["eps"].notna()]
@@ -39,7 +42,7 @@ def sanity_flags(frame: pd.DataFrame) -> pd.Series:
     ]:
         flags[index].append("eps0")
 
-    for _, curve in bounded.groupby(["profile", "seed", "defense", "attack"], sort=False):
+    for _, curve in bounded.groupby(["dataset", "profile", "seed", "defense", "attack"], sort=False):
         curve = curve.sort_values("eps")
         best_upper = curve["robust_accuracy_ci_high"].cummin().shift()
         for index in curve.index[curve["robust_accuracy_ci_low"] > best_upper]:
@@ -49,7 +52,7 @@ def sanity_flags(frame: pd.DataFrame) -> pd.Series:
         flags[index].append("unbroken")
 
     if "access" in bounded:
-        for _, group in bounded.groupby(["profile", "seed", "defense", "eps"], sort=False):
+        for _, group in bounded.groupby(["dataset", "profile", "seed", "defense", "eps"], sort=False):
             white = group[group["access"] == "white-box"]
             others = group[group["access"].isin(["transfer", "query"])]
             if white.empty or others.empty:

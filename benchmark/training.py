@@ -17,8 +17,9 @@ from typing import Any, TypeVar
 import torch
 
 from benchmark.checkpoints import Checkpoint, CheckpointCache, CorruptCheckpoint
+from benchmark.datasets.base import DATASETS
 from benchmark.environment import Environment
-from benchmark.plan import TrainingJob
+from benchmark.plan import TrainingJob, build_defense
 from benchmark.progress import Reporter
 from benchmark.provenance import describe_device, library_versions
 from defenses.base import DEFENSES, Defense
@@ -39,11 +40,14 @@ class TrainedDefense:
     @classmethod
     def restore(cls, job: TrainingJob, checkpoint: Checkpoint, env: Environment) -> TrainedDefense:
         """Build the job's defense and load its checkpoint (raises ``KeyError``/``RuntimeError`` on a misfit)."""
-        defense = DEFENSES.build(job.spec, env.profile.name)
+        defense = build_defense(job.spec, env.profile.name, env.dataset)
         defense.load_state_dict(checkpoint.state)
         defense.to(env.torch_device)
         meta = checkpoint.meta
-        return cls(defense, job.key, float(meta.get("train_seconds", float("nan"))), dict(meta.get("fit_summary", {})))
+        seconds = meta.get("train_seconds")
+        return cls(
+            defense, job.key, float("nan") if seconds is None else float(seconds), dict(meta.get("fit_summary", {}))
+        )
 
 
 @dataclass
@@ -54,6 +58,8 @@ class _FitContext:
     seed: int
     dependencies: Mapping[str, Defense]
     reporter: Reporter
+    image_shape: tuple[int, int, int]
+    num_classes: int
 
     def generator(self) -> torch.Generator:
         return torch.Generator(device=self.device).manual_seed(self.seed)
@@ -73,22 +79,25 @@ def train(job: TrainingJob, env: Environment, dependencies: Mapping[str, Defense
     checkpoint: weights on the CPU plus plain metadata, ready for the cache or Ray's object store."""
     device, data = env.torch_device, env.slices(job.seed)
     train_split, val_split = data.train.to(device), data.val.to(device)
-    reporter.log(f"{job.label}: training ({len(train_split)} images, profile {env.profile.name})")
+    trains = DEFENSES.get(job.spec.name).trains
+    what = f"training ({len(train_split)} images, profile {env.profile.name})" if trains else "loading (not trained)"
+    reporter.log(f"{job.label}: {what}")
     # Seeded before building: weight initialisation and the training's own draws come from it.
     with seeded(job.seed, device):
-        defense = DEFENSES.build(job.spec, env.profile.name).to(device)
-        context = _FitContext(device, job.seed, dependencies, reporter)
+        defense = build_defense(job.spec, env.profile.name, env.dataset).to(device)
+        data = DATASETS.build(env.dataset, env.profile.name)
+        context = _FitContext(device, job.seed, dependencies, reporter, data.input_shape, data.classes)
         start = time.perf_counter()
         defense.fit(train_split, val_split, context)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - start
-    reporter.log(f"{job.label}: trained in {seconds:.1f} s")
+    reporter.log(f"{job.label}: trained in {seconds:.1f} s" if trains else f"{job.label}: loaded and checked")
     state = {name: {k: v.detach().cpu() for k, v in part.items()} for name, part in defense.state_dict().items()}
     meta: dict[str, Any] = {
         "defense": job.spec.label,
         "options": defense.options(),
-        "train_seconds": seconds,
+        "train_seconds": seconds if trains else None,
         "fit_summary": defense.fit_summary(),
         "profile": env.profile.name,
         "seed": job.seed,

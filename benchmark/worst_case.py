@@ -7,11 +7,12 @@ import numpy as np
 import pandas as pd
 
 from benchmark.config import config_hash
+from benchmark.datasets.base import with_dataset
 from benchmark.metrics import unpack_mask, wilson_interval
 
 WORST = "worst"
 #: What identifies one evaluation of one defense: cells in a group share test points and rules.
-GROUP = ["profile", "seed", "defense", "config_hash", "eps", "n", "eot_samples", "prediction_repeats"]
+GROUP = ["dataset", "profile", "seed", "defense", "config_hash", "eps", "n", "eot_samples", "prediction_repeats"]
 
 
 def worst_case_rows(frame: pd.DataFrame) -> pd.DataFrame:
@@ -20,6 +21,7 @@ def worst_case_rows(frame: pd.DataFrame) -> pd.DataFrame:
     A group with a cell lacking per-point results (recorded by an older version) gets no row: a worst
     case over only some of the attacks would overstate robustness.
     """
+    frame = with_dataset(frame)
     if frame.empty or "robust_points" not in frame:
         return frame.iloc[0:0]
     cells = frame[

@@ -430,6 +430,7 @@ def train_abs(
 @register_defense("abs")
 class AnalysisBySynthesis(Defense):
     description = "ABS (Schott et al.): ten class-conditional VAEs, logits from per-class latent optimisation"
+    datasets = frozenset({"mnist"})  # the paper's networks are built for 1×28×28 MNIST
     Config = ABSConfig
     profile_overrides = {
         "smoke": {"epochs": 2, "bank_size": 500, "bank_draws": 555, "steps": 5},

@@ -52,6 +52,9 @@ class FitContext(Protocol):
 
     device: torch.device
     seed: int
+    #: The dataset's image shape (channels, height, width) and number of classes.
+    image_shape: tuple[int, int, int]
+    num_classes: int
 
     def generator(self) -> torch.Generator:
         """A fresh generator on the device, seeded from the run's seed."""
@@ -71,6 +74,10 @@ class Defense(Plugin, ABC):
 
     #: Names of defenses this one builds on (e.g. the shared classifier); they enter the config hash.
     dependencies: ClassVar[tuple[str, ...]] = ()
+    #: The datasets a defense runs on (``None``: every registered image dataset).
+    datasets: ClassVar[frozenset[str] | None] = None
+    #: False for defenses that train nothing (a user's model): their records say "not trained", not 0 s.
+    trains: ClassVar[bool] = True
     #: Capabilities offered to attacks (matched against ``Attack.requires``).
     provides: ClassVar[frozenset[str]] = frozenset({"gradients", "queries"})
     #: Per-profile cap on the number of test points (a budget for defenses with costly inference);
@@ -80,6 +87,10 @@ class Defense(Plugin, ABC):
     def __init__(self, config: Any = None) -> None:
         super().__init__(config)
         self.device = torch.device("cpu")
+
+    def for_dataset(self, input_shape: tuple[int, int, int], classes: int) -> None:
+        """Size the defense's networks to a dataset's images and classes (called right after it is built;
+        defenses built for one dataset need do nothing)."""
 
     @property
     def randomized(self) -> bool:

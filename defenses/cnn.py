@@ -1,4 +1,4 @@
-"""``cnn``: the undefended MNIST CNN (Madry architecture), the reference row.
+"""``cnn``: the undefended CNN (Madry's MNIST architecture; C&W's small CNN on CIFAR-10), the reference row.
 
 It is also the one shared classifier behind every purifier defense, trained once on clean
 MNIST so that purifier rows differ only in the purifier.
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from defenses.base import Defense, FitContext, Split, register_defense
-from defenses.networks import MadryCNN
+from defenses.networks import MadryCNN, classifier_for
 from defenses.training import History, train_classifier
 
 
@@ -29,6 +29,9 @@ class ClassifierDefense(Defense):
         super().__init__(config)
         self.model = MadryCNN()
         self.history = History()
+
+    def for_dataset(self, input_shape: tuple[int, int, int], classes: int) -> None:
+        self.model = classifier_for(input_shape, classes)
 
     def fit_summary(self) -> dict[str, float]:
         history = self.history

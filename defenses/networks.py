@@ -1,10 +1,12 @@
-"""Networks shared by the defenses: the Madry MNIST CNN and the paper-000 VAEs (fc and cnn)."""
+"""Networks shared by the defenses: the Madry MNIST CNN, C&W's small CIFAR-10 CNN, the paper-000 VAEs."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from foundation.errors import BenchError
 
 
 class MadryCNN(nn.Module):
@@ -26,6 +28,48 @@ class MadryCNN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.features(x))
+
+
+class SmallCifarCNN(nn.Module):
+    """The small CIFAR-10 CNN of Carlini & Wagner (2017), common in robustness papers: 3×3 convs (64, 64),
+    2×2 max pool, 3×3 convs (128, 128), 2×2 max pool, FC 256, FC 256, FC classes; ReLU throughout."""
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 10) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 64, 3),
+            nn.ReLU(),
+            nn.Conv2d(64, 64, 3),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(64, 128, 3),
+            nn.ReLU(),
+            nn.Conv2d(128, 128, 3),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(128 * 5 * 5, 256),
+            nn.ReLU(),
+            nn.Linear(256, 256),
+            nn.ReLU(),
+            nn.Linear(256, num_classes),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.features(x))
+
+
+def classifier_for(input_shape: tuple[int, int, int], classes: int) -> nn.Module:
+    """The reference classifier of a dataset's images: Madry's CNN for 1×28×28, C&W's small CNN for 3×32×32."""
+    if tuple(input_shape) == (1, 28, 28):
+        return MadryCNN(classes)
+    if tuple(input_shape) == (3, 32, 32):
+        return SmallCifarCNN(3, classes)
+    raise BenchError(
+        f"no reference classifier for {'×'.join(map(str, input_shape))} images; 1×28×28 and 3×32×32 have one"
+    )
 
 
 class VAE(nn.Module):

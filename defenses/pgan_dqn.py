@@ -376,6 +376,7 @@ class GeneratorSelector:
 @register_defense("pgan-dqn")
 class PganDqn(Defense):
     description = "Paper 001: classifier trained against K noise-driven ε-bounded generators chosen by a DQN"
+    datasets = frozenset({"mnist"})  # the paper's networks are built for 1×28×28 MNIST
     Config = PganDqnConfig
     profile_overrides = {"smoke": {"epochs": 1}, "quick": {"epochs": 3}}
 

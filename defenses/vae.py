@@ -39,6 +39,7 @@ def build_vae(arch: str, latent_dim: int) -> VAE:
 @register_defense("vae")
 class VAEPurifier(Defense):
     description = "Paper-000 VAE purifier (fc or cnn) before the shared CNN; z sampled (EOT) or mean"
+    datasets = frozenset({"mnist"})  # the paper's networks are built for 1×28×28 MNIST
     Config = VAEConfig
     dependencies = ("cnn",)
     provides = Defense.provides | {"vae"}

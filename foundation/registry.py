@@ -72,8 +72,9 @@ class Spec:
 
     @property
     def label(self) -> str:
-        """Canonical text of the spec: the row label in tables."""
-        return ":".join([self.name, *(f"{k}={v}" for k, v in self.options)])
+        """The row label in tables: the spec's ``name=`` option if it has one (a user's model), else its text."""
+        named = dict(self.options).get("name")
+        return named or ":".join([self.name, *(f"{k}={v}" for k, v in self.options)])
 
 
 P = TypeVar("P", bound=Plugin)

@@ -16,6 +16,8 @@ class TinyContext:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     seed: int = 0
     provided: object = None
+    image_shape: tuple[int, int, int] = (1, 28, 28)
+    num_classes: int = 10
 
     def generator(self) -> torch.Generator:
         return torch.Generator().manual_seed(self.seed)

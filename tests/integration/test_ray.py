@@ -19,8 +19,8 @@ ray = pytest.importorskip("ray", reason="the Ray extra is not installed (pip ins
 
 #: What depends on the process rather than the cell: timings, and the device string (it names the thread count).
 PROCESS_FIELDS = {"created", "attack_seconds", "device"}
-#: Summaries of floating-point sums, whose last digits follow the thread count's order of additions.
-FLOAT_SUMMARIES = {"linf_mean", "l2_mean", "reconstruction_loss"}
+#: Floating-point summaries of the examples, whose last digits follow the thread count (its order of additions).
+FLOAT_SUMMARIES = {"linf_mean", "linf_max", "l2_mean", "reconstruction_loss"}
 MATRIX = ["--defenses", "cnn,vae", "--attacks", "fgsm,pgd,deepfool", "--eps", "0.1,0.3"]
 
 

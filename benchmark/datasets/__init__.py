@@ -1,0 +1,1 @@
+"""Registered datasets: one module per dataset family, registered by name (``bench.datasets`` for plugins)."""

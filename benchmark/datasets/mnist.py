@@ -1,0 +1,28 @@
+"""MNIST (the default) and Fashion-MNIST: the same IDX files, in torchvision's layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from benchmark.data import FASHION_MNIST_FORMAT, MNIST_FORMAT, load_mnist
+from benchmark.datasets.base import Dataset, register_dataset
+from defenses.base import Split
+
+
+@register_dataset("mnist")
+class Mnist(Dataset):
+    description = "MNIST digits, 1×28×28, 10 classes (DATA_DIR/MNIST/raw); ε 0.1, 0.2, 0.3"
+    input_shape = (1, 28, 28)
+    classes = 10
+    train_share = 50_000 / 60_000  # paper 000's 50k / 10k split
+
+    def load(self, data_dir: Path, download: bool, cache_dir: Path | None) -> tuple[Split, Split]:
+        return load_mnist(data_dir, download, cache_dir, MNIST_FORMAT)
+
+
+@register_dataset("fashion-mnist")
+class FashionMnist(Mnist):
+    description = "Fashion-MNIST, 1×28×28, 10 classes (DATA_DIR/FashionMNIST/raw); ε 0.1, 0.2, 0.3"
+
+    def load(self, data_dir: Path, download: bool, cache_dir: Path | None) -> tuple[Split, Split]:
+        return load_mnist(data_dir, download, cache_dir, FASHION_MNIST_FORMAT)
