@@ -94,6 +94,7 @@ def _add_perf(subparsers: argparse._SubParsersAction) -> None:
     )
     perf.add_argument("--repeats", type=int, default=5, help="timed rounds per task (median reported; default 5)")
     perf.add_argument("--batch-size", type=int, default=256, help="images per attacked batch (default 256)")
+    perf.add_argument("--dataset", default="mnist", help="mnist (default), fashion-mnist, cifar10, or a plugin's")
     perf.add_argument(
         "--quick-check", action="store_true", help="tiny training and ABS budgets: checks that it runs (for tests)"
     )
@@ -378,7 +379,7 @@ def _cmd_perf(args: argparse.Namespace) -> int:
     from benchmark.perf.suite import parse_sections, run_perf
     from benchmark.perf.workbench import PerfSettings
 
-    sections = parse_sections(args.sections)
+    sections = parse_sections(args.sections, args.dataset)
     settings = PerfSettings(
         device=resolve_device(args.device),
         cache_dir=resolve_cache_dir(args.cache_dir),
@@ -388,12 +389,13 @@ def _cmd_perf(args: argparse.Namespace) -> int:
         repeats=_bounded(args.repeats, "--repeats", 1, 1000),
         batch_size=_bounded(args.batch_size, "--batch-size", 1, 100_000),
         quick_check=args.quick_check,
+        dataset=args.dataset,
     )
     ensure_writable(args.out, "--out")
     ensure_writable(settings.cache_dir, "--cache-dir")
     command = (
         f"bench perf --sections {','.join(sections)} --repeats {settings.repeats} --batch-size {settings.batch_size} "
-        f"--device {args.device}" + (" --quick-check" if args.quick_check else "")
+        f"--device {args.device} --dataset {args.dataset}" + (" --quick-check" if args.quick_check else "")
     )
     try:
         csv_path, md_path = run_perf(settings, sections, args.out, command)

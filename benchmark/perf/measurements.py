@@ -28,6 +28,8 @@ STARTUP = "startup"
 SCALE = "scale"
 SECTIONS = (ATTACKS, DEEPFOOL, WORST, TRAINING, ABS, STARTUP, SCALE, RUN)
 DEFAULT_SECTIONS = (ATTACKS, DEEPFOOL, WORST, TRAINING, ABS, STARTUP)
+#: Sections that time MNIST-only defenses (paper 000's VAEs, ABS, every built-in defense's run).
+MNIST_ONLY = (TRAINING, ABS, RUN)
 #: Notes of measurements whose command failed start with this (their targets count as not met).
 FAILED = "failed"
 

@@ -93,7 +93,8 @@ def task_overhead(address: str) -> float:
 
 def scale_rows(bench: Workbench, section: str, spawn: Spawn = spawn_bench) -> list[Measurement]:
     s = bench.settings
-    common = ["--device", "cpu", "--seed", str(s.seed), *(["--data-dir", str(s.data_dir)] if s.data_dir else [])]
+    common = ["--device", "cpu", "--seed", str(s.seed), "--dataset", s.dataset]
+    common += ["--data-dir", str(s.data_dir)] if s.data_dir else []
     common += [] if s.download else ["--no-download"]
     measured: list[Measurement] = []
     with tempfile.TemporaryDirectory(prefix="bench-perf-scale-") as tmp:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from benchmark.datasets.base import DEFAULT_DATASET
 from benchmark.perf import measurements as sections
 from benchmark.perf.abs_inference import abs_rows
 from benchmark.perf.attack_contenders import DEEPFOOL_TASK, FGSM_TASK, PGD_TASK, WORST_TASK, attack_rows
@@ -31,16 +32,29 @@ SECTION_RUNNERS: dict[str, Callable[[Workbench, str], list[Measurement]]] = {
 }
 
 
-def parse_sections(text: str | None) -> tuple[str, ...]:
-    """``attacks,deepfool`` -> the sections in the suite's order; None -> the default sections (no ``run``)."""
+def parse_sections(text: str | None, dataset: str = DEFAULT_DATASET) -> tuple[str, ...]:
+    """``attacks,deepfool`` -> the sections in the suite's order; None -> the default sections (no ``run``,
+    no ``scale``).  Sections built on MNIST-only defenses are refused on other datasets, or left out of the
+    default sections there."""
+    from benchmark.datasets.base import DATASETS
+
+    DATASETS.get(dataset)
     if text is None:
-        return sections.DEFAULT_SECTIONS
+        if dataset == DEFAULT_DATASET:
+            return sections.DEFAULT_SECTIONS
+        return tuple(section for section in sections.DEFAULT_SECTIONS if section not in sections.MNIST_ONLY)
     chosen = {part.strip() for part in text.split(",") if part.strip()}
     unknown = sorted(chosen - set(sections.SECTIONS))
     if unknown:
         raise BenchError(f"unknown perf section {unknown[0]!r}; valid: {', '.join(sections.SECTIONS)}")
     if not chosen:
         raise BenchError(f"no perf section selected; valid: {', '.join(sections.SECTIONS)}")
+    mnist_only = sorted(chosen & set(sections.MNIST_ONLY))
+    if dataset != DEFAULT_DATASET and mnist_only:
+        raise BenchError(
+            f"perf section {mnist_only[0]!r} times MNIST-only defenses; run it with --dataset mnist, or choose "
+            f"among {', '.join(s for s in sections.SECTIONS if s not in sections.MNIST_ONLY)}"
+        )
     return tuple(section for section in sections.SECTIONS if section in chosen)
 
 

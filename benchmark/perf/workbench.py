@@ -14,7 +14,8 @@ from torch import nn
 
 from benchmark.checkpoints import CheckpointCache, CorruptCheckpoint
 from benchmark.config import RunConfig, get_profile
-from benchmark.data import load_mnist, make_slices, resolve_data_dir
+from benchmark.data import MNIST_INPUT_SHAPE, make_slices, resolve_data_dir
+from benchmark.datasets.base import DATASETS
 from benchmark.environment import Environment
 from benchmark.plan import Planner, TrainingJob
 from benchmark.progress import Reporter
@@ -38,6 +39,7 @@ class PerfSettings:
     repeats: int = 5
     batch_size: int = 256
     quick_check: bool = False  # tiny budgets: checks that every contender runs, numbers are not meaningful
+    dataset: str = "mnist"
 
 
 @dataclass
@@ -46,6 +48,8 @@ class QuietContext:
 
     device: torch.device
     seed: int
+    image_shape: tuple[int, int, int] = MNIST_INPUT_SHAPE  # the training section's VAEs are MNIST's
+    num_classes: int = 10
 
     def generator(self) -> torch.Generator:
         return torch.Generator(device=self.device).manual_seed(self.seed)
@@ -73,17 +77,18 @@ class Workbench:
         self.device_name = describe_device(settings.device)
 
     @functools.cached_property
-    def mnist(self) -> tuple[Split, Split]:
+    def data(self) -> tuple[Split, Split]:
+        """The settings' dataset: full training and test splits."""
         s = self.settings
-        return load_mnist(resolve_data_dir(s.data_dir), download=s.download, cache_dir=s.cache_dir)
+        return DATASETS.build(s.dataset, "paper").load(resolve_data_dir(s.data_dir), s.download, s.cache_dir)
 
     def test_batch(self, n: int) -> Split:
         """``n`` test images of the seeded test slice, on the device."""
-        return make_slices(*self.mnist, 0, 0, n, self.settings.seed).test.to(self.device)
+        return make_slices(*self.data, 0, 0, n, self.settings.seed).test.to(self.device)
 
     def train_images(self, n: int) -> Split:
         """The first ``n`` images of the seeded training split, on the device."""
-        return make_slices(*self.mnist, n, 0, 0, self.settings.seed).train.to(self.device)
+        return make_slices(*self.data, n, 0, 0, self.settings.seed).train.to(self.device)
 
     def context(self) -> QuietContext:
         return QuietContext(self.device, self.settings.seed)
@@ -102,6 +107,7 @@ class Workbench:
             data_dir=s.data_dir,
             download=s.download,
             progress=False,
+            dataset=s.dataset,
         )
         trainer = LocalTrainer(Environment.of(config), CheckpointCache(s.cache_dir), Reporter(False))
         return Planner(config).job(Spec("cnn"), s.seed), trainer

@@ -215,3 +215,14 @@ def test_bad_perf_arguments_exit_2_with_one_line(tmp_path, capsys, args, message
     assert main(["perf", *args, "--out", str(tmp_path), "--cache-dir", str(tmp_path)]) == 2
     stderr = capsys.readouterr().err
     assert stderr.startswith("bench: error: ") and message in stderr and stderr.count("\n") == 1
+
+
+def test_sections_of_mnist_only_defenses_are_left_out_or_refused_on_other_datasets():
+    from benchmark.perf.suite import parse_sections
+
+    assert parse_sections(None, "cifar10") == ("attacks", "deepfool", "worst", "startup")
+    assert parse_sections("attacks,scale", "fashion-mnist") == ("attacks", "scale")
+    with pytest.raises(BenchError, match="perf section 'abs' times MNIST-only defenses"):
+        parse_sections("attacks,abs", "cifar10")
+    with pytest.raises(BenchError, match="unknown dataset 'cifar'"):
+        parse_sections(None, "cifar")
