@@ -114,6 +114,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("name", nargs="?", default="leaderboard", choices=sorted(REPORTS), help="what to write")
     _add_run_options(report)
+    compare = subparsers.add_parser(
+        "compare", help="paired test of two defenses on the same test points (exact McNemar on per-point results)"
+    )
+    compare.add_argument("a", help="a defense label")
+    compare.add_argument("b", help="another defense label")
+    compare.add_argument("--eps", type=float, default=None, help="ε (default: the largest both were attacked at)")
+    compare.add_argument("--attack", default="worst", help="an attack label (default: worst, the per-point worst case)")
+    compare.add_argument("--out", type=Path, default=Path("results"), help="results directory (default: results)")
+    compare.add_argument("--dataset", default=None, help="the dataset, when the store holds several")
+    compare.add_argument("--profile", default=None, help="the profile, when the store holds several")
     check = subparsers.add_parser("check", help="compare a run's leaderboard with a baseline (exit 1 on regression)")
     check.add_argument("--baseline", type=Path, required=True, help="baseline leaderboard CSV")
     check.add_argument("--run", type=Path, default=Path("results"), help="results directory of the run")
@@ -275,6 +285,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
         paths = importlib.import_module(REPORTS["json"]).report_json(args.out, _load_store(args.out))
         print(f"wrote {len(paths)} RobustBench-style JSON file(s) under {args.out / 'json'}")
         return 0
+    if args.name == "html":
+        paths = importlib.import_module(REPORTS["html"]).report_html(args.out, _load_store(args.out))
+        print(f"wrote {paths[0]} and {len(paths) - 1} defense page(s) beside it")
+        return 0
     config = _run_config(args)
     command = f"bench report {args.name} --profile {args.profile} --seed {args.seed}"
     try:
@@ -286,10 +300,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 #: Report name -> the module whose ``report(config, command)`` runs its matrix and writes its page
-#: (``json``: whose ``report_json(out, frame)`` writes RobustBench-style files from the store).
+#: (``json``: whose ``report_json(out, frame)`` writes RobustBench-style files from the store; ``html``: whose
+#: ``report_html(out, frame)`` renders the store as a static site in ``OUT/site``).
 REPORTS = {
     "leaderboard": None,
     "json": "benchmark.reports.robustbench",
+    "html": "benchmark.site",
     "paper000": "benchmark.reports.paper000",
     "paper001": "benchmark.reports.paper001",
 }
@@ -373,6 +389,24 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0 if report.ok and not (args.strict and not flagged.empty) else EXIT_FAILED
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from benchmark.compare import compare
+
+    frame = _load_store(args.out)
+    for column in ("dataset", "profile"):
+        if getattr(args, column) is not None:
+            frame = frame[frame[column] == getattr(args, column)]
+    eps = args.eps
+    if eps is None:
+        rows = frame[(frame["attack"] == args.attack) & frame["defense"].isin([args.a, args.b])]
+        shared = rows.groupby("eps")["defense"].nunique()
+        if not (shared == 2).any():
+            raise BenchError(f"{args.a!r} and {args.b!r} share no ε under {args.attack!r}; pass --eps or --attack")
+        eps = float(shared[shared == 2].index.max())
+    print("\n".join(compare(frame, args.a, args.b, eps, args.attack).lines()))
+    return 0
+
+
 def _cmd_perf(args: argparse.Namespace) -> int:
     from benchmark.config import MAX_SEED
     from benchmark.environment import ensure_writable, resolve_cache_dir, resolve_device
@@ -414,6 +448,7 @@ COMMANDS = {
     "show": _cmd_show,
     "report": _cmd_report,
     "check": _cmd_check,
+    "compare": _cmd_compare,
 }
 
 

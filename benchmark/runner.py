@@ -25,6 +25,7 @@ from benchmark.interrupts import raise_if_interrupted
 from benchmark.leaderboard import records_to_frame, write_leaderboard
 from benchmark.plan import Cell, CleanEvaluation, Plan, Planner, TrainingJob
 from benchmark.progress import Reporter
+from benchmark.site import render_site
 from benchmark.store import ResultStore
 from foundation.errors import BenchError
 
@@ -109,6 +110,8 @@ class Driver:
         with self.store.writer_lock():
             frame = records_to_frame(self.store.records())
             write_leaderboard(frame, Path(self.config.out_dir), curves=not partial)
+            if not partial:
+                render_site(frame, Path(self.config.out_dir))
         return frame
 
 

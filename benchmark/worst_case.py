@@ -50,6 +50,7 @@ def worst_case_rows(frame: pd.DataFrame) -> pd.DataFrame:
                 "status": "ok",
                 "clean_accuracy": clean,
                 "robust_accuracy": float(robust.mean()),
+                "robust_points": np.packbits(robust).tobytes().hex(),
                 "robust_accuracy_ci_low": low,
                 "robust_accuracy_ci_high": high,
                 "attack_success_rate": (clean - robust.mean()) / clean if clean else np.nan,

@@ -1,0 +1,199 @@
+"""`bench report html`: the static site rendered from a small synthetic store."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmark.cli import main
+from benchmark.leaderboard import FLAG_LEGEND, records_to_frame
+from benchmark.metrics import pack_mask, wilson_interval
+from benchmark.site import report_html
+from benchmark.site.build import flag_explanations, percent, slugs
+from benchmark.store import ResultStore
+from tests.synthetic import cell_record
+
+N = 8
+
+
+def _cell(index: int, defense: str, attack: str, eps: float | None, robust: list[bool], **changes) -> dict:
+    """A valid record of N points whose per-point mask is ``robust``."""
+    mask = torch.tensor(robust)
+    count = int(mask.sum())
+    low, high = wilson_interval(count, N)
+    fields = {
+        "defense": defense,
+        "attack": attack,
+        "eps": eps,
+        "budget": "semantic" if eps is None else f"ε={eps:g}",
+        "config_hash": f"hash-{defense}",
+        "n": N,
+        "robust_points": pack_mask(mask),
+        "robust_accuracy": count / N,
+        "robust_accuracy_ci_low": low,
+        "robust_accuracy_ci_high": high,
+        "attack_success_rate": (N - count) / N,
+    }
+    return cell_record(f"{index:016x}", **(fields | changes))
+
+
+#: cnn: fgsm and pgd at 0.1 and 0.3 (worst case at 0.3: points 2, 3); madry: fgsm and autoattack at 0.3
+#: (worst: 0-4) and a semantic cell; masked: one pgd cell with masked gradients (flagged); vae:arch=cnn: only
+#: an ε-free semantic cell (no worst case).
+CELLS = [
+    _cell(1, "cnn", "fgsm", 0.1, [True] * 6 + [False] * 2),
+    _cell(2, "cnn", "pgd", 0.1, [True] * 5 + [False] * 3),
+    _cell(3, "cnn", "fgsm", 0.3, [True] * 4 + [False] * 4),
+    _cell(4, "cnn", "pgd", 0.3, [False] * 2 + [True] * 4 + [False] * 2),
+    _cell(5, "madry", "fgsm", 0.3, [True] * 7 + [False]),
+    _cell(6, "madry", "autoattack", 0.3, [True] * 5 + [False] * 3, backend="autoattack"),
+    _cell(7, "madry", "gta", 0.0, [True] * 8, threat_model="semantic", access="black-box"),
+    _cell(8, "vae:arch=cnn", "gna", None, [True] * 6 + [False] * 2, threat_model="semantic"),
+    _cell(9, "masked", "pgd", 0.3, [True] * 3 + [False] * 5, gradient_masking_share=0.5, trained=False),
+]
+
+
+def write_store(root: Path) -> Path:
+    """A store of ``CELLS`` in ``root`` (shared with the browser test)."""
+    results = ResultStore(root)
+    for record in CELLS:
+        results.write(record)
+    assert len(results.records()) == len(CELLS)
+    return root
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+        self.rows: list[tuple[str, list[str]]] = []  # (defense, its cells' text), in page order
+        self._row: str | None = None
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        for name in ("href", "src"):
+            if attrs.get(name):
+                self.links.append(attrs[name])
+        if tag == "tr" and "data-defense" in attrs:
+            self._row = attrs["data-defense"]
+            self.rows.append((self._row, []))
+        if tag == "td" and self._row is not None:
+            self._cell = []
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+    def handle_endtag(self, tag):
+        if tag == "td" and self._cell is not None:
+            self.rows[-1][1].append("".join(self._cell).strip())
+            self._cell = None
+        if tag == "tr":
+            self._row = None
+
+
+def _parse(path: Path) -> _Links:
+    parser = _Links()
+    parser.feed(path.read_text(encoding="utf-8"))
+    return parser
+
+
+@pytest.fixture
+def site(tmp_path):
+    write_store(tmp_path)
+    paths = report_html(tmp_path)
+    return tmp_path / "site", paths
+
+
+def test_writes_the_index_and_one_page_per_defense(site):
+    folder, paths = site
+    assert paths[0] == folder / "index.html"
+    assert sorted(p.name for p in paths[1:]) == ["cnn.html", "madry.html", "masked.html", "vae_arch=cnn.html"]
+    assert sorted(folder.iterdir()) == sorted(paths)
+
+
+def test_every_defense_appears_with_its_worst_case_number(site, tmp_path):
+    folder, _ = site
+    frame = records_to_frame(ResultStore(tmp_path).records())
+    worst = frame[(frame["attack"] == "worst") & (frame["eps"] == 0.3)]
+    parsed = _parse(folder / "index.html").rows
+    rows = dict(reversed(parsed))  # a defense's first row: the L∞ table comes before the semantic one
+    assert set(worst["defense"]) == {"cnn", "madry", "masked"}
+    for _, row in worst.iterrows():
+        cells = rows[row["defense"]]
+        assert cells[2] == percent(row["robust_accuracy"])
+    assert rows["cnn"][2] == "25.0" and rows["madry"][2] == "62.5"
+    # Ranked by the worst case: madry, masked, cnn; the semantic-only defense has its own table.
+    assert [name for name, _ in parsed] == ["madry", "masked", "cnn", "madry", "vae:arch=cnn"]
+    assert rows["madry"][5] == "autoattack (62.5)"  # the attack that broke the most points
+    assert rows["masked"][6] == "not trained"
+    assert rows["vae:arch=cnn"][2] == "75.0"
+
+
+def test_links_resolve_and_nothing_is_fetched_from_elsewhere(site):
+    folder, paths = site
+    for path in paths:
+        for link in _parse(path).links:
+            assert not re.match(r"[a-z]+://", link), (path.name, link)
+            if link.startswith(("#", "data:")):
+                continue
+            assert (folder / link.split("#")[0]).is_file(), (path.name, link)
+    index_links = set(_parse(folder / "index.html").links)
+    assert {"cnn.html", "madry.html", "masked.html", "vae_arch=cnn.html"} <= index_links
+
+
+def test_the_svg_has_alt_text(site):
+    folder, _ = site
+    page = (folder / "cnn.html").read_text(encoding="utf-8")
+    svg = re.search(r"<svg [^>]*>", page).group(0)
+    assert 'role="img"' in svg and "aria-label=" in svg
+    assert "<title>cnn on mnist, linf, profile smoke</title>" in page
+    label = re.search(r'aria-label="([^"]*)"', svg).group(1)
+    assert "fgsm: 75.0 % at ε = 0.1, 50.0 % at ε = 0.3" in label and "worst:" in label
+    assert page.count("<polyline") == 3  # fgsm, pgd, worst
+    assert page.count("<polygon") == 3  # each curve has two ε: an interval band
+
+
+def test_flags_carry_their_explanation(site):
+    folder, _ = site
+    index = (folder / "index.html").read_text(encoding="utf-8")
+    explanation = flag_explanations()["masked"]
+    assert f'<abbr title="{explanation}">⚑ masked</abbr>' in index
+
+
+def test_paired_comparison_of_neighbours_in_the_ranking(site):
+    folder, _ = site
+    index = (folder / "index.html").read_text(encoding="utf-8")
+    assert "madry vs masked: worst at ε = 0.3 on the same 8 test points:" in index
+    assert "masked vs cnn: worst at ε = 0.3 on the same 8 test points:" in index
+
+
+def test_defense_page_has_cells_provenance_and_paper_figures(site):
+    folder, _ = site
+    page = (folder / "madry.html").read_text(encoding="utf-8")
+    assert "62.5 [30.6, 86.3]" in page  # autoattack with its interval
+    assert "hash-madry" in page and "python=3.11" in page and "2026-11-29T00:00:00+00:00" in page
+    assert "paper 001, Table I" in page and "Schott et al. (ABS)" in page
+
+
+def test_flag_legend_is_parsed_whole():
+    legend = flag_explanations()
+    assert set(legend) == {"eps0", "rises", "unbroken", "blackbox", "masked", "random"}
+    assert all(text and text in FLAG_LEGEND for text in legend.values())
+
+
+def test_slugs_are_unique_and_never_the_index():
+    pages = slugs(["a/b", "a_b", "index"])
+    assert len(set(pages.values())) == 3 and "index" not in pages.values()
+
+
+def test_cli_renders_the_site(tmp_path, capsys):
+    write_store(tmp_path)
+    assert main(["report", "html", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "site" / "index.html").is_file()
+    assert "4 defense page(s)" in capsys.readouterr().out
