@@ -82,3 +82,25 @@ def cell_record(key: str = "0123456789abcdef", **changes: object) -> dict:
         "train_seconds": 3.0,
     }
     return {**record, **changes}
+
+
+def masked_cell_record(index: int, defense: str, attack: str, eps: float | None, robust: list[bool], **changes) -> dict:
+    """A valid record of ``len(robust)`` points whose per-point mask is ``robust``, keyed by ``index``."""
+    from benchmark.metrics import pack_mask, wilson_interval
+
+    n, count = len(robust), sum(robust)
+    low, high = wilson_interval(count, n)
+    fields = {
+        "defense": defense,
+        "attack": attack,
+        "eps": eps,
+        "budget": "semantic" if eps is None else f"ε={eps:g}",
+        "config_hash": f"hash-{defense}",
+        "n": n,
+        "robust_points": pack_mask(torch.tensor(robust)),
+        "robust_accuracy": count / n,
+        "robust_accuracy_ci_low": low,
+        "robust_accuracy_ci_high": high,
+        "attack_success_rate": (n - count) / n,
+    }
+    return cell_record(f"{index:016x}", **(fields | changes))

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from benchmark.cli import main
 from benchmark.leaderboard import records_to_frame
-from benchmark.metrics import pack_mask, wilson_interval
+from benchmark.metrics import wilson_interval
 from benchmark.reports.robustbench import ROBUSTBENCH_FIELDS, eps_text, file_stem, report_json
 from benchmark.store import ResultStore
-from tests.synthetic import cell_record
+from tests.synthetic import masked_cell_record as _cell
 
 N = 8
 #: RobustBench's fields and their JSON types, as in its model_info/*.json files and `ModelInfo` (None: null).
@@ -31,27 +30,6 @@ ROBUSTBENCH_TYPES = {
     "autoattack_acc": (str, type(None)),
     "footnote": (str, type(None)),
 }
-
-
-def _cell(index: int, defense: str, attack: str, eps: float | None, robust: list[bool], **changes) -> dict:
-    """A valid record of N points whose per-point mask is ``robust``."""
-    mask = torch.tensor(robust)
-    count = int(mask.sum())
-    low, high = wilson_interval(count, N)
-    fields = {
-        "defense": defense,
-        "attack": attack,
-        "eps": eps,
-        "budget": "semantic" if eps is None else f"ε={eps:g}",
-        "config_hash": f"hash-{defense}",
-        "n": N,
-        "robust_points": pack_mask(mask),
-        "robust_accuracy": count / N,
-        "robust_accuracy_ci_low": low,
-        "robust_accuracy_ci_high": high,
-        "attack_success_rate": (N - count) / N,
-    }
-    return cell_record(f"{index:016x}", **(fields | changes))
 
 
 #: cnn: fgsm and pgd at 0.1 and 0.3 (points 0-3 survive fgsm at 0.3, 2-5 survive pgd: the worst case keeps 2, 3);

@@ -7,38 +7,15 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-import torch
 
 from benchmark.cli import main
 from benchmark.leaderboard import FLAG_LEGEND, records_to_frame
-from benchmark.metrics import pack_mask, wilson_interval
 from benchmark.site import report_html
 from benchmark.site.build import flag_explanations, percent, slugs
 from benchmark.store import ResultStore
-from tests.synthetic import cell_record
+from tests.synthetic import masked_cell_record as _cell
 
 N = 8
-
-
-def _cell(index: int, defense: str, attack: str, eps: float | None, robust: list[bool], **changes) -> dict:
-    """A valid record of N points whose per-point mask is ``robust``."""
-    mask = torch.tensor(robust)
-    count = int(mask.sum())
-    low, high = wilson_interval(count, N)
-    fields = {
-        "defense": defense,
-        "attack": attack,
-        "eps": eps,
-        "budget": "semantic" if eps is None else f"ε={eps:g}",
-        "config_hash": f"hash-{defense}",
-        "n": N,
-        "robust_points": pack_mask(mask),
-        "robust_accuracy": count / N,
-        "robust_accuracy_ci_low": low,
-        "robust_accuracy_ci_high": high,
-        "attack_success_rate": (N - count) / N,
-    }
-    return cell_record(f"{index:016x}", **(fields | changes))
 
 
 #: cnn: fgsm and pgd at 0.1 and 0.3 (worst case at 0.3: points 2, 3); madry: fgsm and autoattack at 0.3
