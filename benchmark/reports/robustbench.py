@@ -178,6 +178,7 @@ def model_info(
         "autoattack_acc": None if autoattack.empty else _percent_text(autoattack.iloc[0]["robust_accuracy"]),
     }
     info |= {
+        "threat_model": threat_model,  # RobustBench keeps it in the path (model_info/<dataset>/<threat model>/)
         "reported_source": None if figure is None else figure[1],
         "worst_case_acc": _number(worst["robust_accuracy"]),
         "worst_case_ci": [_number(worst["robust_accuracy_ci_low"]), _number(worst["robust_accuracy_ci_high"])],
