@@ -1,4 +1,4 @@
-"""``bench``: run | perf | list | show | check | report.
+"""``bench``: run | perf | list | show | check | verify | report.
 
 User-fixable problems print a one-line ``bench: error: ...`` and exit 2; a run whose cells
 failed their threat-model check exits 1; Ctrl-C exits 130 and keeps every finished cell.
@@ -80,6 +80,11 @@ def _add_run(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--attacks", default="fgsm,pgd,deepfool", help="comma-separated attack specs, or 'all'")
     run.add_argument("--eps", default=None, help="epsilons: list 0.1,0.3 or range 0:0.3:0.1 (default: profile's)")
     run.add_argument("--dry-run", action="store_true", help="print the plan (jobs, cells, estimates); compute nothing")
+    run.add_argument(
+        "--save-adversarials",
+        action="store_true",
+        help="store each cell's adversarial examples in OUT/adversarials/ (sha256 in its record; see bench verify)",
+    )
     _add_run_options(run)
 
 
@@ -129,6 +134,19 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--run", type=Path, default=Path("results"), help="results directory of the run")
     check.add_argument("--floor", type=float, default=0.02, help="smallest tolerated drop (absolute, default 0.02)")
     check.add_argument("--strict", action="store_true", help="also fail when any row of the run carries a sanity flag")
+    verify = subparsers.add_parser(
+        "verify", help="re-check the adversarial examples saved by run --save-adversarials (exit 1 on a failure)"
+    )
+    verify.add_argument("--out", type=Path, default=Path("results"), help="results directory (default: results)")
+    verify.add_argument("--cell", default=None, help="only this cell key (default: every cell with saved examples)")
+    verify.add_argument(
+        "--cache-dir", type=Path, default=None, help="checkpoint cache (default: as bench run: $BENCH_CACHE_DIR, ...)"
+    )
+    verify.add_argument(
+        "--data-dir", type=Path, default=None, help="dataset root (default: $BENCH_DATA_DIR or the per-user cache)"
+    )
+    verify.add_argument("--no-download", action="store_true", help="never download the dataset")
+    verify.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (cuda when present)")
     return parser
 
 
@@ -167,6 +185,7 @@ def _run_config(args: argparse.Namespace, defenses: str = "cnn", attacks: str = 
         ray_address=args.ray_address,
         workers=args.workers,
         gpus_per_task=args.gpus_per_task,
+        save_adversarials=getattr(args, "save_adversarials", False),
     )
 
 
@@ -389,6 +408,17 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0 if report.ok and not (args.strict and not flagged.empty) else EXIT_FAILED
 
 
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from benchmark.verify import verify_store
+
+    verdicts = verify_store(args.out, args.cell, args.cache_dir, args.data_dir, args.device, not args.no_download)
+    for verdict in verdicts:
+        print(verdict.line())
+    failed = sum(verdict.problem is not None for verdict in verdicts)
+    print(f"{len(verdicts)} cells verified, {failed} failed")
+    return EXIT_FAILED if failed else 0
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
     from benchmark.compare import compare
 
@@ -448,6 +478,7 @@ COMMANDS = {
     "show": _cmd_show,
     "report": _cmd_report,
     "check": _cmd_check,
+    "verify": _cmd_verify,
     "compare": _cmd_compare,
 }
 

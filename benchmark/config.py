@@ -130,6 +130,8 @@ class RunConfig:
     gpus_per_task: float = 0.0
     #: A registered dataset (``benchmark.datasets``); MNIST by default.
     dataset: str = "mnist"
+    #: Store each cell's adversarial examples as ``OUT/adversarials/<cell_key>.pt`` (``bench verify`` re-checks them).
+    save_adversarials: bool = False
 
     def __post_init__(self) -> None:
         from benchmark.datasets.base import DATASETS

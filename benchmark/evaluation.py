@@ -45,6 +45,8 @@ class CellOutcome:
     records: list[dict[str, Any]] = field(default_factory=list)
     failure: str | None = None
     skipped: str | None = None
+    #: Cell key -> that ε's adversarial examples (all test points, CPU, float32), when asked to keep them.
+    adversarials: dict[str, Tensor] = field(default_factory=dict)
 
 
 def attack_access(attack: Attack) -> str:
@@ -109,9 +111,11 @@ def evaluate_cell(
     env: Environment,
     surrogate: Defense | None = None,
     progress: Progress = _no_progress,
+    keep_adversarials: bool = False,
 ) -> CellOutcome:
     """Attack the cell's defense at each of its ε and measure the result, with every draw (the attack's,
-    the defense's sampling, EOT, repeated predictions) seeded from the cell's key."""
+    the defense's sampling, EOT, repeated predictions) seeded from the cell's key.  With
+    ``keep_adversarials`` the outcome also holds each ε's adversarial examples (for ``--save-adversarials``)."""
     attack = ATTACKS.build(cell.attack, cell.profile)
     missing = attack.requires - trained.defense.provides
     if missing:
@@ -123,7 +127,9 @@ def evaluate_cell(
         return CellOutcome(cell, records, skipped=reason)
     with seeded(cell.random_seed, env.torch_device):
         try:
-            return _attack_and_measure(cell, attack, trained, clean_record, points, env, surrogate, progress)
+            return _attack_and_measure(
+                cell, attack, trained, clean_record, points, env, surrogate, progress, keep_adversarials
+            )
         except BenchError as error:
             return CellOutcome(cell, failure=str(error))
 
@@ -137,6 +143,7 @@ def _attack_and_measure(
     env: Environment,
     surrogate: Defense | None,
     progress: Progress,
+    keep_adversarials: bool = False,
 ) -> CellOutcome:
     defense, device, batch_size = trained.defense, env.torch_device, env.profile.batch_size
     x, y = (tensor.to(device) for tensor in points)
@@ -165,7 +172,7 @@ def _attack_and_measure(
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
-    records = []
+    records, kept = [], {}
     for key, eps, x_adv in zip(cell.keys, epsilons, adversarial, strict=True):
         predictions = repeated_predictions(defense, x_adv, y, cell.prediction_repeats, batch_size)
         # An input the attack left untouched keeps its clean verdict: drawing a randomized defense
@@ -177,7 +184,9 @@ def _attack_and_measure(
         record.update(defense.evaluation_metrics(x[attacked], x_adv[attacked]))
         record.update(status="ok", attack_seconds=seconds, note=_note(cell, attack))
         records.append(record)
-    return CellOutcome(cell, records)
+        if keep_adversarials:
+            kept[key] = x_adv.detach().to("cpu", torch.float32)
+    return CellOutcome(cell, records, adversarials=kept)
 
 
 def base_record(

@@ -101,6 +101,10 @@ OPTIONAL_FIELDS: dict[str, tuple[Check, str]] = {
     "train_seconds": (_optional_number, "a number or null"),
     "trained": (_flag, "true or false"),
     "note": (lambda v: v is None or isinstance(v, str), "text or null"),
+    "adversarials_sha256": (
+        lambda v: isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v) is not None,
+        "a sha256 hex digest",
+    ),
 }
 #: Fields of a clean-evaluation record (a defense's clean predictions on a test slice).
 CLEAN_FIELDS: dict[str, tuple[Check, str]] = {

@@ -93,6 +93,9 @@ class Driver:
         for record in outcome.records:
             if self.store.has(record["cell_key"]):
                 continue
+            x_adv = outcome.adversarials.get(record["cell_key"])
+            if x_adv is not None:  # the examples first: a record never names a file that is not there
+                record = {**record, "adversarials_sha256": self.store.write_adversarials(record["cell_key"], x_adv)}
             self.store.write(record)
             self.computed += 1
             if record["status"] == "ok":

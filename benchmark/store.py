@@ -14,6 +14,8 @@ the store-wide files (leaderboards, moving records aside).
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import math
 from collections.abc import Callable
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmark.atomic import atomic_write_text
+from benchmark.atomic import atomic_write, atomic_write_text
 from benchmark.locking import hold
 from benchmark.records import cell_problem, clean_problem
 
@@ -60,6 +62,7 @@ class ResultStore:
         self.clean = self.root / "clean"
         self.rejected = self.root / "rejected"
         self.locks = self.root / ".locks"
+        self.adversarials = self.root / "adversarials"
         #: Invalid records met by the last ``records()`` call.
         self.skipped: list[SkippedRecord] = []
 
@@ -79,6 +82,20 @@ class ResultStore:
 
     def write(self, record: dict[str, Any]) -> None:
         self._write_json(self._path(record["cell_key"]), record)
+
+    def adversarials_path(self, key: str) -> Path:
+        """Where cell ``key``'s adversarial examples are stored (``--save-adversarials``)."""
+        return self.adversarials / f"{key}.pt"
+
+    def write_adversarials(self, key: str, x_adv: Any) -> str:
+        """Store cell ``key``'s adversarial examples atomically (``{"x_adv": tensor}``); returns the file's sha256."""
+        import torch  # here, not at the top: readers of the store need no torch
+
+        buffer = io.BytesIO()
+        torch.save({"x_adv": x_adv}, buffer)
+        data = buffer.getvalue()
+        atomic_write(self.adversarials_path(key), lambda handle: handle.write(data))
+        return hashlib.sha256(data).hexdigest()
 
     def get_clean(self, key: str) -> dict[str, Any] | None:
         """The valid clean-evaluation record ``key`` (a defense's clean predictions), or ``None``."""

@@ -25,7 +25,8 @@ class LocalExecutor:
                     points = env.test_points(cell.seed, cell.n_test)
                     clean = driver.clean_record(clean_job, lambda: evaluate_clean(clean_job, trained, points, env))
                     surrogate = trainer.trained(plan.job(cell.surrogate_key)).defense if cell.surrogate_key else None
-                    driver.record(evaluate_cell(cell, trained, clean, points, env, surrogate, reporter.progress))
+                    keep = driver.config.save_adversarials
+                    driver.record(evaluate_cell(cell, trained, clean, points, env, surrogate, reporter.progress, keep))
                 return ours or wait
 
         for cell in plan.cells:

@@ -66,10 +66,12 @@ def _cell_task(
     threads: int,
     surrogate: TrainingJob | None,
     surrogate_checkpoint: Checkpoint | None,
+    keep_adversarials: bool = False,
 ) -> CellOutcome:
     set_threads(threads)
     surrogate_defense = None if surrogate is None else _restored(surrogate, surrogate_checkpoint, env).defense
-    return evaluate_cell(cell, _restored(training, checkpoint, env), clean, points, env, surrogate_defense)
+    trained = _restored(training, checkpoint, env)
+    return evaluate_cell(cell, trained, clean, points, env, surrogate_defense, keep_adversarials=keep_adversarials)
 
 
 @dataclass
@@ -191,6 +193,7 @@ class _Session:
             surrogate,
             # Ray resolves object refs passed as arguments, not refs nested in other values.
             None if surrogate is None else self.checkpoints[surrogate.key],
+            self.driver.config.save_adversarials,
         )
         self.outstanding[ref] = ("cell", (cell, claim))
 
