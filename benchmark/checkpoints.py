@@ -26,6 +26,10 @@ class Checkpoint:
     meta: dict[str, Any]
 
 
+#: A checkpoint's file name: ``<defense name>-<16-digit config hash>.pt`` (other caches share the folder).
+CHECKPOINT_NAME = re.compile(r".+-([0-9a-f]{16})\.pt")
+
+
 class CorruptCheckpoint(Exception):
     pass
 
@@ -40,8 +44,28 @@ class CheckpointCache:
     def load(self, name: str, key: str) -> Checkpoint | None:
         """The checkpoint, ``None`` when absent; raises ``CorruptCheckpoint`` when unreadable."""
         path = self.path(name, key)
-        if not path.exists():
-            return None
+        return self._read(path, key) if path.exists() else None
+
+    def load_key(self, key: str) -> Checkpoint | None:
+        """The checkpoint of ``key`` whatever its defense's name (``None`` when absent)."""
+        found = sorted(self.root.glob(f"*-{key}.pt"))
+        return self._read(found[0], key) if found else None
+
+    def metas(self) -> list[dict[str, Any]]:
+        """The metadata of every readable checkpoint in the cache (training times, for estimates)."""
+        metas = []
+        for path in sorted(self.root.glob("*.pt")):
+            name = CHECKPOINT_NAME.fullmatch(path.name)
+            if name is None:
+                continue
+            try:
+                metas.append(self._read(path, name.group(1)).meta)
+            except CorruptCheckpoint:
+                continue
+        return metas
+
+    @staticmethod
+    def _read(path: Path, key: str) -> Checkpoint:
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:

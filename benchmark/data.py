@@ -18,8 +18,6 @@ from defenses.base import Split
 from foundation.errors import BenchError
 
 DATA_DIR_ENV = "BENCH_DATA_DIR"
-#: MNIST's input shape (channels, height, width).
-MNIST_INPUT_SHAPE = (1, 28, 28)
 OFFLINE_ENV = "BENCH_OFFLINE"
 #: Paper 000 splits the 60k training images into 50k for training and 10k for validation.
 TRAIN_SIZE = 50_000
@@ -63,6 +61,8 @@ RAW_FILES = {
 #: IDX magic numbers: 0x08 = unsigned byte, then the number of dimensions.
 IMAGES_MAGIC, LABELS_MAGIC = 0x00000803, 0x00000801
 IMAGE_SHAPE = (28, 28)
+#: MNIST's input shape (channels, height, width).
+MNIST_INPUT_SHAPE = (1, *IMAGE_SHAPE)
 N_CLASSES = 10
 _FIX = "re-download it (delete it and run with downloading on) or replace it"
 
@@ -187,7 +187,8 @@ def parsed_cache(data_dir: Path, cache_dir: Path | None, folder: str, prefix: st
         return None
     files = [p for p in raw.rglob("*") if p.is_file() and p.suffix not in (".gz",)]
     stamp = sorted((str(p.relative_to(raw)), p.stat().st_size, int(p.stat().st_mtime)) for p in files)
-    return cache_dir / f"{prefix}-{config_hash([str(data_dir.resolve()), stamp])}.pt"
+    # In a folder of their own: the checkpoint cache's top level holds checkpoints only.
+    return cache_dir / "data" / f"{prefix}-{config_hash([str(data_dir.resolve()), stamp])}.pt"
 
 
 def not_found(title: str, layout: str, data_dir: Path, how: str, error: Exception) -> BenchError:

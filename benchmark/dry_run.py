@@ -11,7 +11,6 @@ import statistics
 from collections import defaultdict
 from collections.abc import Iterable
 
-import torch
 from tabulate import tabulate
 
 from benchmark.config import RunConfig
@@ -53,22 +52,12 @@ class Timings:
         return statistics.median(seconds) if seconds else None
 
 
-def _checkpoint_metas(cache_dir) -> list[dict]:
-    metas = []
-    for path in sorted(cache_dir.glob("*.pt")):
-        try:
-            metas.append(torch.load(path, map_location="cpu", weights_only=True)["meta"])
-        except Exception:  # an unreadable checkpoint only has no timing to offer
-            continue
-    return metas
-
-
 def describe(config: RunConfig) -> str:
     """The plan of ``config``: training jobs, pending and stored cells, and the serial and critical-path
     wall-time estimates; nothing is computed or written."""
     _, driver, plan = prepare(config, tidy=False)
     profile = config.profile.name
-    timings = Timings(driver.store.records(), _checkpoint_metas(driver.env.cache_dir))
+    timings = Timings(driver.store.records(), driver.cache.metas())
     cached = {job.key: driver.cache.path(job.spec.name, job.key).exists() for job in plan.jobs}
     job_seconds = {job.key: 0.0 if cached[job.key] else timings.train(job, profile) for job in plan.jobs}
     job_rows = [

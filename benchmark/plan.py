@@ -96,6 +96,9 @@ class Plan:
     def job(self, key: str) -> TrainingJob:
         return next(job for job in self.jobs if job.key == key)
 
+    def clean(self, key: str) -> CleanEvaluation:
+        return next(job for job in self.cleans if job.key == key)
+
 
 def build_defense(spec: Spec, profile: str, dataset: str) -> Defense:
     """A defense built for a dataset: one that supports it, its networks sized to its images and classes."""

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from attacks.base import check_threat_model
+from benchmark.checkpoints import CheckpointCache, CorruptCheckpoint
 from benchmark.config import get_profile
 from benchmark.data import resolve_data_dir
 from benchmark.environment import Environment, resolve_cache_dir, resolve_device
@@ -82,23 +83,20 @@ class Verifier:
         """The record's defense, rebuilt from its cached checkpoint (the record's ``config_hash``)."""
         key, profile, dataset = record["config_hash"], record["profile"], record.get("dataset") or "mnist"
         if (key, profile, dataset) not in self._defenses:
-            found = sorted(self.cache_dir.glob(f"*-{key}.pt"))
-            if not found:
+            try:
+                checkpoint = CheckpointCache(self.cache_dir).load_key(key)
+            except CorruptCheckpoint as error:
+                raise BenchError(str(error)) from None
+            if checkpoint is None:
                 raise BenchError(
                     f"no checkpoint {key} of {record['defense']} in {self.cache_dir}; pass the --cache-dir the run used"
                 )
+            spec = checkpoint.meta["defense"]
+            defense = build_defense(Spec.parse(spec), profile, dataset)
             try:
-                payload = torch.load(found[0], map_location="cpu", weights_only=True)
-                meta, state = payload["meta"], payload["state"]
-            except Exception as error:
-                raise BenchError(f"checkpoint {found[0]} cannot be read ({type(error).__name__}: {error})") from None
-            if meta.get("config_hash") != key:
-                raise BenchError(f"checkpoint {found[0]} holds config {meta.get('config_hash')}, not {key}")
-            defense = build_defense(Spec.parse(meta["defense"]), profile, dataset)
-            try:
-                defense.load_state_dict(state)
+                defense.load_state_dict(checkpoint.state)
             except (KeyError, RuntimeError) as error:
-                raise BenchError(f"checkpoint {found[0]} does not fit {meta['defense']} ({error})") from None
+                raise BenchError(f"checkpoint {key} does not fit {spec} ({error})") from None
             self._defenses[(key, profile, dataset)] = defense.to(self.device)
         return self._defenses[(key, profile, dataset)]
 

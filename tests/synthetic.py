@@ -104,3 +104,17 @@ def masked_cell_record(index: int, defense: str, attack: str, eps: float | None,
         "attack_success_rate": (n - count) / n,
     }
     return cell_record(f"{index:016x}", **(fields | changes))
+
+
+def small_matrix() -> list[dict]:
+    """Seven cells of 8 points: cnn under fgsm and pgd at 0.1 and 0.3 (points 0-3 survive fgsm at 0.3, 2-5
+    survive pgd: the worst case keeps 2 and 3); madry under fgsm and autoattack at 0.3 and a semantic gta cell."""
+    return [
+        masked_cell_record(1, "cnn", "fgsm", 0.1, [True] * 6 + [False] * 2),
+        masked_cell_record(2, "cnn", "pgd", 0.1, [True] * 5 + [False] * 3),
+        masked_cell_record(3, "cnn", "fgsm", 0.3, [True] * 4 + [False] * 4),
+        masked_cell_record(4, "cnn", "pgd", 0.3, [False] * 2 + [True] * 4 + [False] * 2),
+        masked_cell_record(5, "madry", "fgsm", 0.3, [True] * 7 + [False]),
+        masked_cell_record(6, "madry", "autoattack", 0.3, [True] * 5 + [False] * 3, backend="autoattack"),
+        masked_cell_record(7, "madry", "gta", 0.0, [True] * 8, threat_model="semantic", access="black-box"),
+    ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmark.data import FASHION_MNIST_FORMAT, MNIST_FORMAT, load_mnist
+from benchmark.data import FASHION_MNIST_FORMAT, MNIST_FORMAT, MNIST_INPUT_SHAPE, load_mnist
 from benchmark.datasets.base import Dataset, register_dataset
 from defenses.base import Split
 
@@ -12,7 +12,7 @@ from defenses.base import Split
 @register_dataset("mnist")
 class Mnist(Dataset):
     description = "MNIST digits, 1×28×28, 10 classes (DATA_DIR/MNIST/raw); ε 0.1, 0.2, 0.3"
-    input_shape = (1, 28, 28)
+    input_shape = MNIST_INPUT_SHAPE
     classes = 10
     train_share = 50_000 / 60_000  # paper 000's 50k / 10k split
 

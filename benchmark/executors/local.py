@@ -20,7 +20,7 @@ class LocalExecutor:
         def attempt(cell: Cell, wait: bool) -> bool:
             with driver.claim(cell, wait=wait) as ours:
                 if ours:
-                    clean_job = next(job for job in plan.cleans if job.key == cell.clean_key)
+                    clean_job = plan.clean(cell.clean_key)
                     trained = trainer.trained(plan.job(cell.defense_key))
                     points = env.test_points(cell.seed, cell.n_test)
                     clean = driver.clean_record(clean_job, lambda: evaluate_clean(clean_job, trained, points, env))

@@ -9,6 +9,7 @@ trains loads the dataset from its own data directory, once per worker process.
 
 from __future__ import annotations
 
+import socket
 import time
 from collections import deque
 from contextlib import ExitStack
@@ -74,6 +75,21 @@ def _cell_task(
     return evaluate_cell(cell, trained, clean, points, env, surrogate_defense, keep_adversarials=keep_adversarials)
 
 
+def _check_reachable(address: str) -> None:
+    """Fail at once on an address nothing listens at (Ray itself retries it for minutes)."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=5):
+            return
+    except ValueError:
+        raise BenchError(f"--ray-address {address!r} is not HOST:PORT (or auto)") from None
+    except OSError as error:
+        raise BenchError(
+            f"cannot reach the Ray cluster at {address} ({error.strerror or error}); start it with "
+            "`ray start --head`, or check --ray-address"
+        ) from None
+
+
 @dataclass
 class RayExecutor:
     address: str | None
@@ -86,6 +102,8 @@ class RayExecutor:
         except ImportError:
             raise BenchError(f"--executor ray needs Ray, which is not installed; install it with {INSTALL}") from None
         started_here = not ray.is_initialized()
+        if started_here and self.address not in (None, "auto") and "://" not in self.address:
+            _check_reachable(self.address)
         if started_here:
             try:
                 ray.init(
@@ -178,7 +196,7 @@ class _Session:
         return self.cleans[job.key]
 
     def _submit(self, cell: Cell, claim: ExitStack) -> None:
-        clean_job = next(job for job in self.plan.cleans if job.key == cell.clean_key)
+        clean_job = self.plan.clean(cell.clean_key)
         training, surrogate = self.plan.job(cell.defense_key), None
         if cell.surrogate_key:
             surrogate = self.plan.job(cell.surrogate_key)
@@ -195,7 +213,7 @@ class _Session:
             None if surrogate is None else self.checkpoints[surrogate.key],
             self.driver.config.save_adversarials,
         )
-        self.outstanding[ref] = ("cell", (cell, claim))
+        self.outstanding[ref] = ("cell", claim)
 
     def _drain(self, queue: deque[Cell], wait: bool) -> list[Cell]:
         """Run the queued cells, ``workers`` at a time; returns those another run holds (when not waiting)."""
@@ -222,9 +240,8 @@ class _Session:
             elif kind == "clean":
                 self.driver.store.write_clean(result)
             else:
-                cell, claim = payload
                 self.driver.record(result)
-                claim.close()
+                payload.close()  # the cell's claim
                 in_flight -= 1
                 self.bar.update()
                 if time.monotonic() - self.rewritten > LEADERBOARD_EVERY_S:

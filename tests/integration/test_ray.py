@@ -115,7 +115,7 @@ def test_training_on_workers_gives_the_same_checkpoints_and_numbers_within_inter
     )
     assert code == 0, stderr
     assert stderr.count("training on the cluster") == 3
-    checkpoints = [path.name.split("-")[0] for path in fresh.glob("*.pt") if not path.name.startswith("mnist-")]
+    checkpoints = [path.name.split("-")[0] for path in fresh.glob("*.pt")]  # parsed data caches live in data/
     assert sorted(checkpoints) == ["cnn", "cnn", "vae"]
     local, distributed = ResultStore(tmp_path / "local").records(), ResultStore(tmp_path / "ray").records()
     assert {r["cell_key"] for r in local} == {r["cell_key"] for r in distributed}  # same checkpoint keys
@@ -123,3 +123,18 @@ def test_training_on_workers_gives_the_same_checkpoints_and_numbers_within_inter
     for record in distributed:
         other = by_key[record["cell_key"]]
         assert other["robust_accuracy_ci_low"] <= record["robust_accuracy"] <= other["robust_accuracy_ci_high"]
+
+
+@pytest.mark.parametrize(
+    ("address", "message"),
+    [
+        ("127.0.0.1:1", "cannot reach the Ray cluster at 127.0.0.1:1"),
+        ("nonsense", "--ray-address 'nonsense' is not HOST:PORT (or auto)"),
+    ],
+)
+def test_a_bad_ray_address_exits_2_at_once(bench, tmp_path, address, message):
+    code, _, stderr = bench(
+        "run", "--defenses", "cnn", "--attacks", "fgsm", "--eps", "0.1", "--out", str(tmp_path),
+        "--executor", "ray", "--ray-address", address,
+    )  # fmt: skip
+    assert code == 2 and stderr.splitlines()[-1].startswith(f"bench: error: {message}") and "Traceback" not in stderr

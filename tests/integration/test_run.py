@@ -203,7 +203,7 @@ def test_parsed_mnist_is_cached_and_identical(mnist_dir, tmp_path):
     from benchmark.data import load_mnist
 
     first = load_mnist(mnist_dir, download=False, cache_dir=tmp_path)
-    (cached,) = tmp_path.glob("mnist-*.pt")
+    (cached,) = tmp_path.glob("data/mnist-*.pt")
     second = load_mnist(mnist_dir, download=False, cache_dir=tmp_path)
     for a, b in zip(first, second, strict=True):
         assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y)

@@ -70,7 +70,7 @@ def test_a_valid_small_mnist_loads_and_is_cached(tmp_path):
     assert train.x.shape == (N_TRAIN, 1, 28, 28) and test.x.shape == (N_TEST, 1, 28, 28)
     assert train.y.dtype == torch.int64 and train.y.tolist() == [i % 10 for i in range(N_TRAIN)]
     assert float(train.x.min()) >= 0 and float(train.x.max()) <= 1
-    assert len(list(cache.glob("mnist-*.pt"))) == 1
+    assert len(list(cache.glob("data/mnist-*.pt"))) == 1
     again = load_mnist(tmp_path / "data", download=False, cache_dir=cache)
     assert torch.equal(again[0].x, train.x) and torch.equal(again[1].y, test.y)
 
@@ -150,7 +150,7 @@ def test_an_invalid_parsed_cache_is_discarded(tmp_path, bad):
     cache = tmp_path / "cache"
     cache.mkdir()
     train, test = load_mnist(tmp_path / "data", download=False, cache_dir=cache)
-    (cached,) = cache.glob("mnist-*.pt")
+    (cached,) = cache.glob("data/mnist-*.pt")
     torch.save(bad(torch.load(cached, weights_only=True)), cached)
     again = load_mnist(tmp_path / "data", download=False, cache_dir=cache)
     assert torch.equal(again[0].x, train.x) and torch.equal(again[1].y, test.y)

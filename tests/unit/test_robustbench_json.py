@@ -12,6 +12,7 @@ from benchmark.metrics import wilson_interval
 from benchmark.reports.robustbench import ROBUSTBENCH_FIELDS, eps_text, file_stem, report_json
 from benchmark.store import ResultStore
 from tests.synthetic import masked_cell_record as _cell
+from tests.synthetic import small_matrix
 
 N = 8
 #: RobustBench's fields and their JSON types, as in its model_info/*.json files and `ModelInfo` (None: null).
@@ -35,13 +36,7 @@ ROBUSTBENCH_TYPES = {
 #: cnn: fgsm and pgd at 0.1 and 0.3 (points 0-3 survive fgsm at 0.3, 2-5 survive pgd: the worst case keeps 2, 3);
 #: madry: fgsm and autoattack at 0.3, a semantic cell (no worst case); vae: only an ε-free cell (no file).
 CELLS = [
-    _cell(1, "cnn", "fgsm", 0.1, [True] * 6 + [False] * 2),
-    _cell(2, "cnn", "pgd", 0.1, [True] * 5 + [False] * 3),
-    _cell(3, "cnn", "fgsm", 0.3, [True] * 4 + [False] * 4),
-    _cell(4, "cnn", "pgd", 0.3, [False] * 2 + [True] * 4 + [False] * 2),
-    _cell(5, "madry", "fgsm", 0.3, [True] * 7 + [False]),
-    _cell(6, "madry", "autoattack", 0.3, [True] * 5 + [False] * 3, backend="autoattack"),
-    _cell(7, "madry", "gta", 0.0, [True] * 8, threat_model="semantic", access="black-box"),
+    *small_matrix(),
     _cell(8, "vae:arch=cnn", "gna", None, [True] * 8, threat_model="semantic"),
 ]
 

@@ -14,6 +14,7 @@ from benchmark.site import report_html
 from benchmark.site.build import flag_explanations, percent, slugs
 from benchmark.store import ResultStore
 from tests.synthetic import masked_cell_record as _cell
+from tests.synthetic import small_matrix
 
 N = 8
 
@@ -22,13 +23,7 @@ N = 8
 #: (worst: 0-4) and a semantic cell; masked: one pgd cell with masked gradients (flagged); vae:arch=cnn: only
 #: an ε-free semantic cell (no worst case).
 CELLS = [
-    _cell(1, "cnn", "fgsm", 0.1, [True] * 6 + [False] * 2),
-    _cell(2, "cnn", "pgd", 0.1, [True] * 5 + [False] * 3),
-    _cell(3, "cnn", "fgsm", 0.3, [True] * 4 + [False] * 4),
-    _cell(4, "cnn", "pgd", 0.3, [False] * 2 + [True] * 4 + [False] * 2),
-    _cell(5, "madry", "fgsm", 0.3, [True] * 7 + [False]),
-    _cell(6, "madry", "autoattack", 0.3, [True] * 5 + [False] * 3, backend="autoattack"),
-    _cell(7, "madry", "gta", 0.0, [True] * 8, threat_model="semantic", access="black-box"),
+    *small_matrix(),
     _cell(8, "vae:arch=cnn", "gna", None, [True] * 6 + [False] * 2, threat_model="semantic"),
     _cell(9, "masked", "pgd", 0.3, [True] * 3 + [False] * 5, gradient_masking_share=0.5, trained=False),
 ]

@@ -98,9 +98,8 @@ def test_a_claim_is_held_by_one_holder_at_a_time(tmp_path):
     held_elsewhere.wait(10)
     with store.claim(KEY, wait=False) as held:
         assert not held
-    waited = []
     release.set()
-    with store.claim(KEY, wait=True, on_wait=lambda: waited.append(True)) as held:
+    with store.claim(KEY, wait=True) as held:
         assert held
     thread.join()
     with store.claim("fedcba9876543210", wait=False) as held:
