@@ -1,7 +1,8 @@
 """Adapters over the Adversarial Robustness Toolbox (ART): ``art.fgsm``, ``art.pgd``, ``art.deepfool``.
 
 ART works on numpy arrays, so each call crosses to numpy once on the way in and once on the
-way out; the model itself stays on its device through ART's ``PyTorchClassifier``.
+way out; the model itself stays on its device through ART's ``PyTorchClassifier``.  Each runs in the
+L∞ or the L2 ball (ART's ``norm=np.inf`` or ``norm=2``).
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from attacks.base import Attack, project_linf, register_attack
+from attacks.base import Attack, register_attack
 from attacks.gradient import PGD_PROFILE_OVERRIDES, PGDConfig
-from attacks.library_backends import derived_seed, number_of_classes
+from attacks.library_backends import derived_seed, library_norm, number_of_classes, within_l2_ball
 from foundation.seeding import seeded
 
 ART_BATCH_SIZE = 256
@@ -36,12 +37,22 @@ def art_classifier(model: nn.Module, x: Tensor) -> Any:
 
 class ArtAttack(Attack):
     backend = "art"
+    norms = frozenset({"linf", "l2"})
 
     def _run(self, model: nn.Module, x: Tensor, y: Tensor, eps: float, generator: torch.Generator) -> Tensor:
+        return within_l2_ball(self, x, self._generate(model, x, y, eps, generator), eps)
+
+    def _generate(self, model: nn.Module, x: Tensor, y: Tensor, eps: float, generator: torch.Generator) -> Tensor:
+        """ART's examples for budget ``eps``, as ART returns them."""
         attack = self._art_attack(art_classifier(model, x), eps)
         with seeded(derived_seed(generator), x.device):
             x_adv = attack.generate(x=x.detach().cpu().numpy(), y=y.detach().cpu().numpy())
         return torch.from_numpy(np.asarray(x_adv, dtype=np.float32)).to(x.device)
+
+    @property
+    def art_norm(self) -> Any:
+        """This instance's threat model as ART's ``norm=``."""
+        return library_norm("art", self.threat_model)
 
     def _art_attack(self, classifier: Any, eps: float) -> Any:
         raise NotImplementedError
@@ -49,17 +60,17 @@ class ArtAttack(Attack):
 
 @register_attack("art.fgsm")
 class ArtFGSM(ArtAttack):
-    description = "Fast gradient sign method, L∞ (ART FastGradientMethod)"
+    description = "Fast gradient method, L∞ (sign) or L2 (ART FastGradientMethod)"
 
     def _art_attack(self, classifier: Any, eps: float) -> Any:
         from art.attacks.evasion import FastGradientMethod
 
-        return FastGradientMethod(classifier, norm=np.inf, eps=eps, eps_step=eps, batch_size=ART_BATCH_SIZE)
+        return FastGradientMethod(classifier, norm=self.art_norm, eps=eps, eps_step=eps, batch_size=ART_BATCH_SIZE)
 
 
 @register_attack("art.pgd")
 class ArtPGD(ArtAttack):
-    description = "Projected gradient descent, L∞, random start (ART ProjectedGradientDescent)"
+    description = "Projected gradient descent, L∞ or L2, random start (ART ProjectedGradientDescent)"
     Config = PGDConfig
     profile_overrides = PGD_PROFILE_OVERRIDES
 
@@ -69,9 +80,9 @@ class ArtPGD(ArtAttack):
         cfg: PGDConfig = self.config
         return ProjectedGradientDescent(
             classifier,
-            norm=np.inf,
+            norm=self.art_norm,
             eps=eps,
-            eps_step=cfg.rel_stepsize * eps,
+            eps_step=cfg.step_size(eps, self.threat_model),
             max_iter=cfg.steps,
             num_random_init=int(cfg.random_start),
             batch_size=ART_BATCH_SIZE,
@@ -92,9 +103,9 @@ DEEPFOOL_PROFILE_OVERRIDES = {"smoke": {"steps": 10}}
 
 @register_attack("art.deepfool")
 class ArtDeepFool(ArtAttack):
-    """ART's DeepFool is the L2 variant; its minimal perturbation is projected onto each L∞ ball."""
+    """ART's DeepFool is the L2 variant; its minimal perturbation is projected onto each ε ball (L∞ or L2)."""
 
-    description = "DeepFool (ART, L2 minimal perturbation projected onto the L∞ ball)"
+    description = "DeepFool (ART, L2 minimal perturbation projected onto the ε ball, L∞ or L2)"
     Config = DeepFoolConfig
     profile_overrides = DEEPFOOL_PROFILE_OVERRIDES
     minimization = True
@@ -117,5 +128,5 @@ class ArtDeepFool(ArtAttack):
     ) -> list[Tensor]:
         if all(eps == 0 for eps in epsilons):
             return [x.clone() for _ in epsilons]
-        unbounded = self._run(model, x, y, 1.0, generator)
-        return [project_linf(x, unbounded, eps) for eps in epsilons]
+        unbounded = self._generate(model, x, y, 1.0, generator)  # DeepFool has no budget: 1.0 is ignored
+        return [self.project(x, unbounded, eps) for eps in epsilons]

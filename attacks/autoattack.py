@@ -1,10 +1,11 @@
-"""Strong white-box L∞ attacks through torchattacks: ``autoattack`` (standard AutoAttack) and ``apgd``.
+"""Strong white-box attacks through torchattacks, L∞ or L2: ``autoattack`` (standard AutoAttack) and ``apgd``.
 
 AutoAttack (Croce & Hein, "Reliable evaluation of adversarial robustness with an ensemble of diverse
 parameter-free attacks", ICML 2020) runs APGD-CE, APGD-T, FAB-T and Square one after the other, each
 on the points the previous ones left standing.  Its "standard" version fixes every setting: APGD
 100 iterations, one restart, ρ = 0.75; APGD-T and FAB-T over the 9 most likely other classes, one
 restart, 100 iterations; Square with p_init = 0.8, 5000 queries and the unrescaled p schedule.
+The standard L2 version runs the same members with the same settings in the L2 ball (``norm="L2"``).
 
 ``torchattacks.AutoAttack(version="standard")`` is *not* used: it builds APGD, APGD-T and FAB with
 torchattacks' default of 10 iterations and exposes no budget.  Nor is ``torchattacks.MultiAttack``:
@@ -32,7 +33,15 @@ import torch
 from torch import Tensor, nn
 
 from attacks.base import Attack, register_attack
-from attacks.library_backends import library_session, number_of_classes, run_member, run_torchattacks, square_linf
+from attacks.library_backends import (
+    library_norm,
+    library_session,
+    number_of_classes,
+    run_member,
+    run_torchattacks,
+    square,
+    within_l2_ball,
+)
 from foundation.errors import BenchError
 
 #: APGD's step-size checkpoint threshold (Croce & Hein 2020, §3.2); AutoAttack fixes it.
@@ -94,24 +103,27 @@ def _apgd_keeping_best_loss() -> type:
     return APGDKeepingBestLoss
 
 
-def apgd_ce(model: nn.Module, eps: float, steps: int, seed: int) -> Any:
-    """APGD on the cross-entropy, one restart (AutoAttack's first member, and the ``apgd`` attack)."""
+def apgd_ce(model: nn.Module, threat_model: str, eps: float, steps: int, seed: int) -> Any:
+    """APGD on the cross-entropy in the ``threat_model`` ball, one restart (AutoAttack's first member, and
+    the ``apgd`` attack)."""
+    norm = library_norm("torchattacks", threat_model)
     return _apgd_keeping_best_loss()(
-        model, norm="Linf", eps=eps, steps=steps, n_restarts=1, seed=seed, loss="ce", rho=APGD_RHO
+        model, norm=norm, eps=eps, steps=steps, n_restarts=1, seed=seed, loss="ce", rho=APGD_RHO
     )
 
 
 @register_attack("autoattack")
 class AutoAttack(Attack):
-    """Standard AutoAttack, L∞: APGD-CE → APGD-T → FAB-T → Square, each on the points still standing.
+    """Standard AutoAttack, L∞ or L2: APGD-CE → APGD-T → FAB-T → Square, each on the points still standing.
 
     The members share one seed drawn from the cell's generator (AutoAttack gives all of them its
     seed), so its APGD-CE run is exactly the ``apgd`` attack's under the same generator and budget:
     AutoAttack's robust accuracy can only be lower.
     """
 
-    description = "AutoAttack standard, L∞: APGD-CE, APGD-T, FAB-T, Square on surviving points (torchattacks)"
+    description = "AutoAttack standard, L∞ or L2: APGD-CE, APGD-T, FAB-T, Square on surviving points (torchattacks)"
     Config = AutoAttackConfig
+    norms = frozenset({"linf", "l2"})
     profile_overrides = AUTOATTACK_PROFILE_OVERRIDES
     backend = "torchattacks"
     requires = frozenset({"gradients"})
@@ -123,7 +135,8 @@ class AutoAttack(Attack):
             raise BenchError(f"AutoAttack needs (N, C, H, W) images; got shape {tuple(x.shape)}")
         with library_session(model, x, generator) as (locked, seed):
             members = self._members(locked, x, eps, seed)
-            return self.until_fooled((functools.partial(run_member, member) for member in members), x, y)
+            x_adv = self.until_fooled((functools.partial(run_member, member) for member in members), x, y)
+        return within_l2_ball(self, x, x_adv, eps)
 
     def _members(self, model: nn.Module, x: Tensor, eps: float, seed: int) -> list[Any]:
         """APGD-CE, APGD-T, FAB-T and Square with the standard settings and this profile's budgets."""
@@ -131,11 +144,12 @@ class AutoAttack(Attack):
 
         cfg: AutoAttackConfig = self.config
         classes = min(AUTOATTACK_TARGET_CLASSES, number_of_classes(model, x) - 1) + 1
+        norm = library_norm("torchattacks", self.threat_model)
         return [
-            apgd_ce(model, eps, cfg.apgd_steps, seed),
+            apgd_ce(model, self.threat_model, eps, cfg.apgd_steps, seed),
             torchattacks.APGDT(
                 model,
-                norm="Linf",
+                norm=norm,
                 eps=eps,
                 steps=cfg.apgd_steps,
                 n_restarts=1,
@@ -145,7 +159,7 @@ class AutoAttack(Attack):
             ),
             torchattacks.FAB(
                 model,
-                norm="Linf",
+                norm=norm,
                 eps=eps,
                 steps=cfg.fab_steps,
                 n_restarts=1,
@@ -156,7 +170,7 @@ class AutoAttack(Attack):
                 multi_targeted=True,
                 n_classes=classes,
             ),
-            square_linf(model, eps, cfg.square_queries, SQUARE_P_INIT, rescale=False, seed=seed),
+            square(model, self.threat_model, eps, cfg.square_queries, SQUARE_P_INIT, rescale=False, seed=seed),
         ]
 
 
@@ -182,13 +196,18 @@ class APGD(Attack):
     On a randomized defense the runner attacks its EOT module, which makes this EOT-APGD.
     """
 
-    description = "Auto-PGD on the cross-entropy, L∞, one restart (torchattacks APGD)"
+    description = "Auto-PGD on the cross-entropy, L∞ or L2, one restart (torchattacks APGD)"
     Config = APGDConfig
+    norms = frozenset({"linf", "l2"})
     profile_overrides = APGD_PROFILE_OVERRIDES
     backend = "torchattacks"
     requires = frozenset({"gradients"})
     revision = 1
 
     def _run(self, model: nn.Module, x: Tensor, y: Tensor, eps: float, generator: torch.Generator) -> Tensor:
-        steps = self.config.steps
-        return run_torchattacks(lambda locked, seed: apgd_ce(locked, eps, steps, seed), model, x, y, generator)
+        steps, threat_model = self.config.steps, self.threat_model
+
+        def build(locked: nn.Module, seed: int) -> Any:
+            return apgd_ce(locked, threat_model, eps, steps, seed)
+
+        return within_l2_ball(self, x, run_torchattacks(build, model, x, y, generator), eps)

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from attacks.criteria import Criterion, Misclassification
 from foundation.errors import BenchError, ThreatModelViolation
 from foundation.registry import Plugin, Registry
+from foundation.threat_models import NORM_SYMBOLS, NORMS
 
 ThreatModel = Literal["linf", "l2", "semantic"]
 
@@ -57,18 +58,25 @@ def check_threat_model(
     norms = linf if threat_model == "linf" else l2
     outside_ball = norms > eps + NORM_TOLERANCE
     if outside_ball.any():
-        symbol = "L∞" if threat_model == "linf" else "L2"
+        symbol = NORM_SYMBOLS[threat_model]
         raise ThreatModelViolation(
             f"{attack} returned {int(outside_ball.sum())} of {len(x)} examples outside the {symbol} ball "
             f"of radius {eps:g} (largest perturbation {norms.max().item():.6g})"
         )
 
 
-def validate_epsilon(eps: float) -> float:
-    """An attack budget must be a finite number in [0, 1] (inputs live in [0, 1])."""
+def validate_epsilon(eps: float, threat_model: str = "linf", dimension: int | None = None) -> float:
+    """An attack budget: a finite number in [0, 1] for L∞ (inputs live in [0, 1]); for L2 in [0, √d],
+    the diameter of the d-pixel box (``dimension`` unknown: any finite non-negative number)."""
     if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps):
-        raise BenchError(f"epsilon must be a finite number in [0, 1]; got {eps!r}")
-    if not 0.0 <= eps <= 1.0:
+        raise BenchError(f"epsilon must be a finite non-negative number; got {eps!r}")
+    if threat_model == "l2":
+        largest = math.sqrt(dimension) if dimension else math.inf
+        if not 0.0 <= eps <= largest:
+            raise BenchError(
+                f"an L2 epsilon must lie in [0, {largest:g}] (the diameter of the [0, 1] box); got {eps:g}"
+            )
+    elif not 0.0 <= eps <= 1.0:
         raise BenchError(f"epsilon must lie in [0, 1] (inputs are in [0, 1]); got {eps:g}")
     return float(eps)
 
@@ -76,7 +84,10 @@ def validate_epsilon(eps: float) -> float:
 class Attack(Plugin, ABC):
     """An evasion attack on a differentiable (or query-only) model mapping [0, 1] images to logits."""
 
-    threat_model: ClassVar[ThreatModel] = "linf"
+    #: The threat model of this instance: one of ``norms`` (set by ``for_threat_model``), or "semantic".
+    threat_model: ThreatModel = "linf"
+    #: The norm balls the attack can be run in; empty for semantic attacks (parameter ranges).
+    norms: ClassVar[frozenset[str]] = frozenset({"linf"})
     backend: ClassVar[str] = "native"
     #: What the attack needs from a defense; the runner skips cells whose defense lacks it.
     requires: ClassVar[frozenset[str]] = frozenset({"gradients"})
@@ -95,6 +106,27 @@ class Attack(Plugin, ABC):
     def budget(self) -> str:
         """Human-readable budget for tables: the parameter range of attacks that ignore epsilon."""
         return "ε"
+
+    @classmethod
+    def runs_in(cls, norm: str) -> bool:
+        """Whether the attack runs under ``--norm norm`` (semantic attacks run under every norm)."""
+        return cls.threat_model == "semantic" or norm in cls.norms
+
+    def for_threat_model(self, norm: str) -> Attack:
+        """This attack set to run in the ``norm`` ball (semantic attacks keep their parameter ranges)."""
+        if norm not in NORMS:
+            raise BenchError(f"unknown threat model {norm!r}; choose from {', '.join(NORMS)}")
+        if self.threat_model == "semantic":
+            return self
+        if norm not in self.norms:
+            supported = ", ".join(sorted(self.norms)) or "none"
+            raise BenchError(f"attack {self.name!r} does not run in the {norm} threat model (it supports: {supported})")
+        self.threat_model = norm
+        return self
+
+    def project(self, x: Tensor, x_adv: Tensor, eps: float) -> Tensor:
+        """Project ``x_adv`` onto this attack's ball of radius eps around x, intersected with [0, 1]."""
+        return project(x, x_adv, eps, self.threat_model)
 
     @final
     def __call__(
@@ -126,7 +158,11 @@ class Attack(Plugin, ABC):
         ``criterion`` says which examples fool the model (default: one prediction of ``model``); attacks
         that stop attacking fooled points ask it through ``fooled``.
         """
-        epsilons = [validate_epsilon(eps) if self.uses_epsilon or eps is not None else None for eps in epsilons]
+        dimension = x[0].numel() if len(x) else None
+        epsilons = [
+            validate_epsilon(eps, self.threat_model, dimension) if self.uses_epsilon or eps is not None else None
+            for eps in epsilons
+        ]
         if x.ndim < 2 or y.shape != (len(x),):
             raise BenchError(f"inputs {tuple(x.shape)} and labels {tuple(y.shape)} do not match")
         if not x.is_floating_point() or x.min() < 0 or x.max() > 1:
@@ -216,6 +252,50 @@ def find_purifier_pipeline(model: nn.Module) -> PurifierPipeline | None:
 def project_linf(x: Tensor, x_adv: Tensor, eps: float) -> Tensor:
     """Project onto the L-infinity ball of radius eps around x, intersected with [0, 1]."""
     return torch.minimum(torch.maximum(x_adv, x - eps), x + eps).clamp_(0.0, 1.0)
+
+
+def _per_image(values: Tensor, like: Tensor) -> Tensor:
+    return values.view(-1, *[1] * (like.ndim - 1))
+
+
+def project_l2(x: Tensor, x_adv: Tensor, eps: float) -> Tensor:
+    """Scale ``x_adv − x`` into the L2 ball of radius eps, then clip to [0, 1].
+
+    Clipping moves every pixel towards x (x is in the box), so it never leaves the ball.
+    """
+    delta = x_adv - x
+    norms = delta.flatten(1).norm(dim=1)
+    scale = (eps / norms.clamp_min(1e-12)).clamp(max=1.0)
+    return (x + delta * _per_image(scale, delta)).clamp_(0.0, 1.0)
+
+
+def project(x: Tensor, x_adv: Tensor, eps: float, threat_model: str) -> Tensor:
+    """Project onto the ``threat_model`` ball of radius eps around x, intersected with [0, 1]."""
+    return project_l2(x, x_adv, eps) if threat_model == "l2" else project_linf(x, x_adv, eps)
+
+
+def l2_normalized(gradient: Tensor) -> Tensor:
+    """Each image's gradient scaled to unit L2 norm (zero gradients stay zero): L2 steepest ascent."""
+    norms = gradient.flatten(1).norm(dim=1)
+    return gradient / _per_image(norms.clamp_min(1e-12), gradient)
+
+
+def ascent_direction(gradient: Tensor, threat_model: str) -> Tensor:
+    """The steepest-ascent direction of unit norm in the threat model: sign for L∞, normalised for L2."""
+    return l2_normalized(gradient) if threat_model == "l2" else gradient.sign()
+
+
+def random_start(x: Tensor, eps: float, threat_model: str, generator: torch.Generator | None) -> Tensor:
+    """A uniformly random point of the threat model's ball around x, clipped to [0, 1] (PGD's start).
+
+    L2: a Gaussian direction and a radius ε·U^(1/d), uniform in the ball's volume.
+    """
+    if threat_model != "l2":
+        noise = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        return (x + (2 * noise - 1) * eps).clamp_(0.0, 1.0)
+    direction = l2_normalized(torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype))
+    radius = torch.rand(len(x), generator=generator, device=x.device, dtype=x.dtype) ** (1.0 / x[0].numel())
+    return (x + direction * _per_image(eps * radius, x)).clamp_(0.0, 1.0)
 
 
 ATTACKS: Registry[Attack] = Registry("attack", Attack, "attacks", "bench.attacks")

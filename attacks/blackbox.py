@@ -1,4 +1,4 @@
-"""Black-box L∞ attacks that only query the model: ``square`` (score-based) and ``hsj`` (decision-based).
+"""Black-box attacks that only query the model, L∞ or L2: ``square`` (score-based) and ``hsj`` (decision-based).
 
 They need no gradients (``requires = {"queries"}``), so they also measure defenses whose gradients
 are masked or obfuscated.  On a randomized defense the runner hands them the EOT module, so each
@@ -15,13 +15,15 @@ import torch
 from torch import Tensor, nn
 
 from attacks.art_backend import ART_BATCH_SIZE, art_classifier
-from attacks.base import Attack, project_linf, register_attack
+from attacks.base import Attack, register_attack
 from attacks.library_backends import (
     DeployedModeModel,
     deployed_model,
     derived_seed,
+    library_norm,
     run_torchattacks,
-    square_linf,
+    square,
+    within_l2_ball,
 )
 from foundation.seeding import seeded
 
@@ -43,16 +45,17 @@ class SquareConfig:
 @register_attack("square")
 class Square(Attack):
     """Square attack (Andriushchenko et al., "Square Attack: a query-efficient black-box adversarial
-    attack via random search", ECCV 2020): random search over vertical-stripe initialisations and
-    ±2ε squares on the logit margin, one restart.
+    attack via random search", ECCV 2020): random search on the logit margin, one restart; L∞:
+    vertical-stripe initialisations and ±2ε squares, L2: the paper's L2 initialisation and square updates.
 
     As in the paper's code, the schedule of the square size is rescaled to the query budget, so a
     smaller profile budget runs the same schedule faster.  The queries run under ``no_grad`` on the
     points not yet misclassified only.
     """
 
-    description = "Square attack, L∞, score-based random search on the margin (torchattacks Square)"
+    description = "Square attack, L∞ or L2, score-based random search on the margin (torchattacks Square)"
     Config = SquareConfig
+    norms = frozenset({"linf", "l2"})
     profile_overrides = {"smoke": {"queries": 100}, "quick": {"queries": 1000}}
     backend = "torchattacks"
     requires = frozenset({"queries"})
@@ -61,9 +64,9 @@ class Square(Attack):
         cfg: SquareConfig = self.config
 
         def build(locked: nn.Module, seed: int) -> Any:
-            return square_linf(locked, eps, cfg.queries, cfg.p_init, rescale=True, seed=seed)
+            return square(locked, self.threat_model, eps, cfg.queries, cfg.p_init, rescale=True, seed=seed)
 
-        return run_torchattacks(build, model, x, y, generator)
+        return within_l2_ball(self, x, run_torchattacks(build, model, x, y, generator), eps)
 
 
 @dataclass(frozen=True)
@@ -115,13 +118,14 @@ def _predictions(model: nn.Module, x: Tensor) -> Tensor:
 
 
 def starting_points(
-    model: nn.Module, x: Tensor, y: Tensor, trials: int, generator: torch.Generator
+    model: nn.Module, x: Tensor, y: Tensor, trials: int, generator: torch.Generator, threat_model: str = "linf"
 ) -> tuple[Tensor, Tensor]:
     """HopSkipJump's starting points for correctly classified ``(x, y)``, batched.
 
     As in ART and the paper: the first of ``trials`` uniform random images that the model
     misclassifies.  Random noise falls into one or two classes on MNIST, so points of those classes
-    would never get a start (and would count as robust); they start from the nearest (L∞) image of
+    would never get a start (and would count as robust); they start from the nearest image (in the
+    ``threat_model``'s norm) of
     the batch with another label instead, as a decision-based attack may (Foolbox starts from given
     or dataset images the same way).  Each start is then moved along the line towards ``x`` to the
     decision boundary (binary search to ``INIT_SEARCH_THRESHOLD``, ART's value).
@@ -144,7 +148,7 @@ def starting_points(
         found[missing[fooled]] = True
     missing = (~found).nonzero().squeeze(1)
     if len(missing) > 0:
-        distances = torch.cdist(x[missing].flatten(1), x.flatten(1), p=float("inf"))
+        distances = torch.cdist(x[missing].flatten(1), x.flatten(1), p=library_norm("torch", threat_model))
         distances[y[missing].unsqueeze(1) == y.unsqueeze(0)] = float("inf")
         nearest, index = distances.min(dim=1)
         other = nearest.isfinite()
@@ -164,7 +168,7 @@ def starting_points(
 
 @register_attack("hsj")
 class HopSkipJump(Attack):
-    """HopSkipJump, L∞, untargeted (Chen, Jordan & Wainwright, "HopSkipJumpAttack: a query-efficient
+    """HopSkipJump, L∞ or L2, untargeted (Chen, Jordan & Wainwright, "HopSkipJumpAttack: a query-efficient
     decision-based attack", IEEE S&P 2020) through ART: it sees only the predicted labels.
 
     A minimisation attack: it walks along the decision boundary towards the clean image without a
@@ -173,8 +177,9 @@ class HopSkipJump(Attack):
     ``starting_points``), come back unchanged.
     """
 
-    description = "HopSkipJump, L∞, decision-based, run once and projected onto each ε (ART HopSkipJump)"
+    description = "HopSkipJump, L∞ or L2, decision-based, run once and projected onto each ε (ART HopSkipJump)"
     Config = HopSkipJumpConfig
+    norms = frozenset({"linf", "l2"})
     profile_overrides = HSJ_PROFILE_OVERRIDES
     backend = "art"
     requires = frozenset({"queries"})
@@ -186,7 +191,7 @@ class HopSkipJump(Attack):
         if all(eps == 0 for eps in epsilons):
             return [x.clone() for _ in epsilons]
         unbounded = self._minimal_adversarials(model, x, y, generator)
-        return [project_linf(x, unbounded, eps) for eps in epsilons]
+        return [self.project(x, unbounded, eps) for eps in epsilons]
 
     def _run(self, model: nn.Module, x: Tensor, y: Tensor, eps: float, generator: torch.Generator) -> Tensor:
         return self._run_curve(model, x, y, [eps], generator)[0]
@@ -199,7 +204,7 @@ class HopSkipJump(Attack):
         result = x.clone()
         with deployed_model(model) as locked:
             correct = (_predictions(locked, x) == y).nonzero().squeeze(1)
-            start, found = starting_points(locked, x[correct], y[correct], cfg.init_size, generator)
+            start, found = starting_points(locked, x[correct], y[correct], cfg.init_size, generator, self.threat_model)
             attacked = correct[found]
             if len(attacked) == 0:
                 return result
@@ -207,7 +212,7 @@ class HopSkipJump(Attack):
                 art_classifier(_CastInputs(locked, x.dtype), x),
                 batch_size=ART_BATCH_SIZE,
                 targeted=False,
-                norm=np.inf,
+                norm=library_norm("art", self.threat_model),
                 max_iter=cfg.max_iter,
                 max_eval=cfg.max_eval,
                 init_eval=cfg.init_eval,

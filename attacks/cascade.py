@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from attacks.base import ATTACKS, Attack, register_attack
+from foundation.threat_models import DEFAULT_NORM, NORMS
 
 SEPARATOR = "+"
 
@@ -51,9 +52,14 @@ class CascadeConfig:
                 raise ValueError(f"{name} attacks a surrogate, not the defense; run it as its own cell")
             if not cls.uses_epsilon:
                 raise ValueError(f"{name} is bounded by a parameter range, not ε; run it as its own cell")
-        threat_models = {cls.threat_model for cls in classes}
-        if len(threat_models) > 1:
-            raise ValueError(f"members mix threat models ({', '.join(sorted(threat_models))})")
+        semantic = [name for name, cls in zip(names, classes, strict=True) if cls.threat_model == "semantic"]
+        if semantic:
+            raise ValueError(f"members mix threat models ({', '.join(semantic)}: semantic, not a norm ball)")
+        if not frozenset.intersection(*(frozenset(cls.norms) for cls in classes)):
+            runs = "; ".join(
+                f"{name} in {', '.join(sorted(cls.norms))}" for name, cls in zip(names, classes, strict=True)
+            )
+            raise ValueError(f"members share no threat model ({runs})")
 
     def member_classes(self) -> list[type[Attack]]:
         """The registered classes of the members (an unknown name is an error listing the valid ones)."""
@@ -68,17 +74,29 @@ class Cascade(Attack):
     Config = CascadeConfig
     backend = "composite"
     selected_by_all = False
+    #: Any norm its members share (checked per instance by ``for_threat_model``).
+    norms = frozenset(NORMS)
 
     def __init__(self, config: CascadeConfig | None = None) -> None:
         super().__init__(config)
         classes = self.config.member_classes()
-        self.threat_model = classes[0].threat_model
+        self.norms = frozenset.intersection(*(frozenset(cls.norms) for cls in classes))
+        self.threat_model = DEFAULT_NORM if DEFAULT_NORM in self.norms else min(self.norms)
         self.requires = frozenset().union(*(cls.requires for cls in classes))
+
+    def for_threat_model(self, norm: str) -> Attack:
+        super().for_threat_model(norm)
+        self.__dict__.pop("members", None)  # rebuilt in the new norm
+        return self
 
     @functools.cached_property
     def members(self) -> list[Attack]:
-        """The member attacks, built for this cascade's profile (set by the registry after ``__init__``)."""
-        return [ATTACKS.build(name, self.profile) for name in member_names(self.config.members)]
+        """The member attacks, built for this cascade's profile (set by the registry after ``__init__``) and
+        threat model."""
+        return [
+            ATTACKS.build(name, self.profile).for_threat_model(self.threat_model)
+            for name in member_names(self.config.members)
+        ]
 
     def options(self) -> dict[str, Any]:
         """Each member's full options and revision, so a member's change gives the cascade new cells."""

@@ -1,10 +1,10 @@
-"""Native batched L-infinity DeepFool (Moosavi-Dezfooli et al.), the default ``deepfool``.
+"""Native batched DeepFool (Moosavi-Dezfooli et al.), L∞ and L2, the default ``deepfool``.
 
-Same algorithm as Foolbox's ``LinfDeepFoolAttack`` (logit-difference loss, top-k candidate
-classes, overshoot), but each step makes one forward pass and one backward pass per
-candidate on the points that are still correctly classified only, instead of a forward and
-backward pass per candidate on the whole batch until the last point falls.  It is a
-minimisation attack: one run gives the whole epsilon curve by clipping.
+Same algorithm as Foolbox's ``LinfDeepFoolAttack`` and ``L2DeepFoolAttack`` (logit-difference
+loss, top-k candidate classes, overshoot), but each step makes one forward pass and one backward
+pass per candidate on the points that are still correctly classified only, instead of a forward
+and backward pass per candidate on the whole batch until the last point falls.  It is a
+minimisation attack: one run gives the whole epsilon curve by projecting onto each ball.
 """
 
 from __future__ import annotations
@@ -13,11 +13,41 @@ import torch
 from torch import Tensor, nn
 
 from attacks.art_backend import DEEPFOOL_PROFILE_OVERRIDES, DeepFoolConfig
-from attacks.base import Attack, project_linf, register_attack
+from attacks.base import Attack, register_attack
 
 
-def deepfool_linf(model: nn.Module, x: Tensor, y: Tensor, *, steps: int, candidates: int, overshoot: float) -> Tensor:
-    """Unbounded L-infinity DeepFool; points already misclassified are returned unchanged."""
+def _closest_boundary_step(differences: Tensor, gradients: Tensor, threat_model: str) -> Tensor:
+    """The linearised step to the nearest candidate boundary, per point, with Foolbox's 1e-4 margin.
+
+    ``differences`` (n, k-1) are the candidates' logit differences to the true class and ``gradients``
+    (n, k-1, *image) theirs.  L∞: distance |f|/‖w‖₁, step (distance + 1e-4)·sign(w); L2: distance
+    |f|/‖w‖₂, step (distance + 1e-4)·w/‖w‖₂.
+    """
+    flat = gradients.flatten(2)
+    dual_norms = (flat.norm(dim=2) if threat_model == "l2" else flat.abs().sum(dim=2)) + 1e-8
+    distances = differences.abs() / dual_norms
+    best = distances.argmin(dim=1)
+    rows = torch.arange(len(best), device=differences.device)
+    lengths = distances[rows, best] + 1e-4
+    if threat_model == "l2":
+        directions = gradients[rows, best]
+        lengths = lengths / dual_norms[rows, best]
+    else:
+        directions = gradients[rows, best].sign()
+    return lengths.view(-1, *[1] * (directions.ndim - 1)) * directions
+
+
+def deepfool(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    steps: int,
+    candidates: int,
+    overshoot: float,
+    threat_model: str = "linf",
+) -> Tensor:
+    """Unbounded DeepFool in ``threat_model``; points already misclassified are returned unchanged."""
     x_adv = x.clone()
     total = torch.zeros_like(x)
     with torch.no_grad():
@@ -42,10 +72,7 @@ def deepfool_linf(model: nn.Module, x: Tensor, y: Tensor, *, steps: int, candida
                 ],
                 dim=1,
             )  # (n, k-1, *image)
-        distances = differences.detach().abs() / (gradients.flatten(2).abs().sum(dim=2) + 1e-8)
-        best = distances.argmin(dim=1)
-        rows = torch.arange(len(best), device=x.device)
-        step = (distances[rows, best] + 1e-4).view(-1, *[1] * (x.ndim - 1)) * gradients[rows, best].sign()
+        step = _closest_boundary_step(differences.detach(), gradients, threat_model)
         keep = still_correct.nonzero().squeeze(1)
         active = active[keep]
         total[active] += step[keep]
@@ -55,7 +82,8 @@ def deepfool_linf(model: nn.Module, x: Tensor, y: Tensor, *, steps: int, candida
 
 @register_attack("deepfool")
 class DeepFool(Attack):
-    description = "DeepFool L∞, batched on the points still standing, one run clipped to each ε (native torch)"
+    description = "DeepFool L∞/L2, batched on the points still standing, one run projected onto each ε (native torch)"
+    norms = frozenset({"linf", "l2"})
     Config = DeepFoolConfig
     profile_overrides = DEEPFOOL_PROFILE_OVERRIDES
     minimization = True
@@ -67,5 +95,13 @@ class DeepFool(Attack):
         self, model: nn.Module, x: Tensor, y: Tensor, epsilons: list[float], generator: torch.Generator
     ) -> list[Tensor]:
         cfg: DeepFoolConfig = self.config
-        unbounded = deepfool_linf(model, x, y, steps=cfg.steps, candidates=cfg.candidates, overshoot=cfg.overshoot)
-        return [project_linf(x, unbounded, eps) for eps in epsilons]
+        unbounded = deepfool(
+            model,
+            x,
+            y,
+            steps=cfg.steps,
+            candidates=cfg.candidates,
+            overshoot=cfg.overshoot,
+            threat_model=self.threat_model,
+        )
+        return [self.project(x, unbounded, eps) for eps in epsilons]

@@ -1,4 +1,4 @@
-"""Helpers shared by the adapters over third-party attack libraries (ART, Foolbox)."""
+"""Helpers shared by the adapters over third-party attack libraries (ART, Foolbox, torchattacks)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,24 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from attacks.base import Attack
 from foundation.errors import BenchError
 from foundation.parameters import frozen_parameters
 from foundation.seeding import seeded
+
+#: Our norm-ball threat models as each library spells them: torchattacks' ``norm=``, the prefix of
+#: Foolbox's attack classes (``LinfPGD``, ``L2PGD``), ART's ``norm=`` and torch's ``p=`` (``torch.cdist``).
+LIBRARY_NORMS: dict[str, dict[str, Any]] = {
+    "torch": {"linf": float("inf"), "l2": 2.0},
+    "torchattacks": {"linf": "Linf", "l2": "L2"},
+    "foolbox": {"linf": "Linf", "l2": "L2"},
+    "art": {"linf": float("inf"), "l2": 2},
+}
+
+
+def library_norm(library: str, threat_model: str) -> Any:
+    """``threat_model`` ("linf" or "l2") in ``library``'s spelling (see ``LIBRARY_NORMS``)."""
+    return LIBRARY_NORMS[library][threat_model]
 
 
 def derived_seed(generator: torch.Generator) -> int:
@@ -22,6 +37,12 @@ def derived_seed(generator: torch.Generator) -> int:
 def number_of_classes(model: nn.Module, x: Tensor) -> int:
     with torch.no_grad():
         return int(model(x[:1]).shape[-1])
+
+
+def within_l2_ball(attack: Attack, x: Tensor, x_adv: Tensor, eps: float) -> Tensor:
+    """A library's examples as the guard wants them: under L2 projected onto the ε ball and the box (the
+    libraries stop on the sphere up to their own rounding); under L∞ exactly as the library returned them."""
+    return attack.project(x, x_adv, eps) if attack.threat_model == "l2" else x_adv
 
 
 class DeployedModeModel(nn.Module):
@@ -89,14 +110,17 @@ def run_member(attack: Any, x: Tensor, y: Tensor) -> Tensor:
     return attack(x.detach(), y.detach()).detach()
 
 
-def square_linf(model: nn.Module, eps: float, queries: int, p_init: float, rescale: bool, seed: int) -> Any:
-    """torchattacks' L∞ Square attack (margin loss, one restart); AutoAttack's member keeps the square-size
-    schedule unrescaled, the stand-alone attack rescales it to its query budget (as the Square paper's code)."""
+def square(
+    model: nn.Module, threat_model: str, eps: float, queries: int, p_init: float, rescale: bool, seed: int
+) -> Any:
+    """torchattacks' Square attack in the ``threat_model`` ball (margin loss, one restart); AutoAttack's member
+    keeps the square-size schedule unrescaled, the stand-alone attack rescales it to its query budget (as the
+    Square paper's code)."""
     import torchattacks
 
     return torchattacks.Square(
         model,
-        norm="Linf",
+        norm=library_norm("torchattacks", threat_model),
         eps=eps,
         n_queries=queries,
         n_restarts=1,

@@ -54,10 +54,12 @@ def evaluate(
     data_dir: str | Path | None = None,
     download: bool = True,
     progress: bool = False,
+    norm: str = "linf",
 ) -> pd.DataFrame:
     """Evaluate ``model`` ([0, 1] images of ``dataset``'s shape to logits) under ``attacks`` at ``epsilons``
-    (default: the dataset's); returns its rows of the leaderboard (``attack == "worst"``: the per-point worst
-    case), which are also written to ``out_dir`` with every other row of that store."""
+    in the ``norm`` ball (``linf`` or ``l2``; default ε: the dataset's for that norm); returns its rows of the
+    leaderboard (``attack == "worst"``: the per-point worst case), which are also written to ``out_dir`` with
+    every other row of that store."""
     if not isinstance(model, nn.Module):
         raise BenchError(f"evaluate() needs a torch.nn.Module; got {type(model).__name__}")
     chosen = get_profile(profile)
@@ -70,7 +72,10 @@ def evaluate(
     config = RunConfig(
         defenses=(Spec.parse(spec),),
         attacks=tuple(Spec.parse(attack) for attack in attacks),
-        epsilons=tuple(epsilons) if epsilons is not None else DATASETS.build(dataset, profile).default_epsilons(chosen),
+        epsilons=tuple(epsilons)
+        if epsilons is not None
+        else DATASETS.build(dataset, profile).default_epsilons(chosen, norm),
+        norm=norm,
         profile=chosen,
         seed=seed,
         device=device,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import math
 import signal
 import sys
 import threading
@@ -16,7 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from benchmark.interrupts import Terminated, interruptible
-from foundation.errors import BenchError
+from foundation.errors import BenchError, did_you_mean
+from foundation.registry import Spec
+from foundation.threat_models import DEFAULT_NORM, NORMS
 
 EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 1, 130, 143
 
@@ -79,6 +82,11 @@ def _add_run(subparsers: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--attacks", default="fgsm,pgd,deepfool", help="comma-separated attack specs, or 'all'")
     run.add_argument("--eps", default=None, help="epsilons: list 0.1,0.3 or range 0:0.3:0.1 (default: profile's)")
+    run.add_argument(
+        "--norm",
+        default="linf",
+        help="threat model of the ε-bounded attacks: linf (default) or l2 (default ε: the dataset's L2 list)",
+    )
     run.add_argument("--dry-run", action="store_true", help="print the plan (jobs, cells, estimates); compute nothing")
     run.add_argument(
         "--save-adversarials",
@@ -157,18 +165,37 @@ def _bounded(value: int, flag: str, low: int = 1, high: int | None = None) -> in
     return value
 
 
-def _run_config(args: argparse.Namespace, defenses: str = "cnn", attacks: str = "fgsm", eps: str | None = None):
+def _attacks_in(norm: str, text: str) -> list[Spec]:
+    """The attack specs of ``text`` for the ``norm`` threat model: ``all`` selects those that run in it,
+    a named attack that does not is refused, naming those that do."""
     from attacks.base import ATTACKS
+
+    named = {Spec.parse(item).name for item in text.split(",") if item.strip() and item.strip() != "all"}
+    specs = ATTACKS.expand(text)
+    for spec in specs:
+        if spec.name in named and not ATTACKS.get(spec.name).runs_in(norm):
+            valid = ", ".join(name for name in ATTACKS.primary_names() if ATTACKS.get(name).runs_in(norm))
+            raise BenchError(f"attack {spec.name!r} does not run under --norm {norm}; attacks that do: {valid}")
+    return [spec for spec in specs if ATTACKS.get(spec.name).runs_in(norm)]
+
+
+def _run_config(args: argparse.Namespace, defenses: str = "cnn", attacks: str = "fgsm", eps: str | None = None):
     from benchmark.config import RunConfig, get_profile, parse_epsilons
     from benchmark.datasets.base import DATASETS
     from defenses.base import DEFENSES
 
     profile = get_profile(args.profile)
     dataset = DATASETS.build(args.dataset, profile.name)
+    norm = getattr(args, "norm", DEFAULT_NORM)
+    if norm not in NORMS:
+        raise BenchError(f"unknown --norm {norm!r}; {did_you_mean(norm, NORMS)}valid: {', '.join(NORMS)}")
     return RunConfig(
         defenses=tuple(DEFENSES.expand(defenses)),
-        attacks=tuple(ATTACKS.expand(attacks)),
-        epsilons=parse_epsilons(eps) if eps is not None else dataset.default_epsilons(profile),
+        attacks=tuple(_attacks_in(norm, attacks)),
+        epsilons=parse_epsilons(eps, norm, math.prod(dataset.input_shape))
+        if eps is not None
+        else dataset.default_epsilons(profile, norm),
+        norm=norm,
         dataset=args.dataset,
         profile=profile,
         seed=args.seed,
@@ -235,10 +262,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     ]
     if not selected.empty:
         tables = profile_tables(selected)
-        if tables["worst"]:
-            print("Per-sample worst case over all attacks, % [95 % Wilson interval]\n" + tables["worst"] + "\n")
-        print("Robust accuracy, % [95 % Wilson interval]\n" + tables["robust"])
-        print("\nDefenses\n" + tables["defenses"])
+        for heading, table in tables["sections"]:
+            if "macro-F1" not in heading:
+                print(f"{heading}\n{table}\n")
+        print("Defenses\n" + tables["defenses"])
     print(
         f"\n{frame.attrs['computed']} cells computed; leaderboard written to {args.out}/leaderboard.csv and "
         f"{args.out}/leaderboard.md"

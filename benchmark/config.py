@@ -11,6 +11,7 @@ from typing import Any
 
 from foundation.errors import BenchError, did_you_mean
 from foundation.registry import Spec
+from foundation.threat_models import DEFAULT_NORM, NORMS
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,9 @@ def _number(text: str, what: str) -> float:
     return value
 
 
-def parse_epsilons(text: str) -> tuple[float, ...]:
-    """Epsilons from ``0.1,0.3`` or a range ``start:stop:step`` (inclusive), or a mix of both."""
+def parse_epsilons(text: str, norm: str = DEFAULT_NORM, dimension: int | None = None) -> tuple[float, ...]:
+    """Epsilons from ``0.1,0.3`` or a range ``start:stop:step`` (inclusive), or a mix of both; L2 budgets
+    are bounded by the diameter of the box of ``dimension`` pixels."""
     values: list[float] = []
     for item in (part.strip() for part in text.split(",")):
         if not item:
@@ -82,10 +84,15 @@ def parse_epsilons(text: str) -> tuple[float, ...]:
     from attacks.base import validate_epsilon  # here, not at the top: importing attacks.base imports torch
 
     for value in values:
+        if norm != DEFAULT_NORM:
+            validate_epsilon(value, norm, dimension)
+            continue
         try:
             validate_epsilon(value)
         except BenchError:
-            raise BenchError(f"epsilon {value:g} is outside [0, 1] (inputs are images in [0, 1])") from None
+            raise BenchError(
+                f"epsilon {value:g} is outside [0, 1] (inputs are images in [0, 1]; L2 budgets need --norm l2)"
+            ) from None
     return tuple(sorted(set(values)))
 
 
@@ -130,6 +137,8 @@ class RunConfig:
     gpus_per_task: float = 0.0
     #: A registered dataset (``benchmark.datasets``); MNIST by default.
     dataset: str = "mnist"
+    #: The norm ball of every ε-bounded attack (``--norm``): ``linf`` or ``l2``.
+    norm: str = DEFAULT_NORM
     #: Store each cell's adversarial examples as ``OUT/adversarials/<cell_key>.pt`` (``bench verify`` re-checks them).
     save_adversarials: bool = False
 
@@ -137,6 +146,8 @@ class RunConfig:
         from benchmark.datasets.base import DATASETS
 
         DATASETS.get(self.dataset)
+        if self.norm not in NORMS:
+            raise BenchError(f"unknown --norm {self.norm!r}; {did_you_mean(self.norm, NORMS)}valid: {', '.join(NORMS)}")
         from benchmark.executors import EXECUTORS
 
         if self.executor not in EXECUTORS:

@@ -10,10 +10,12 @@ import pandas as pd
 
 from benchmark.atomic import atomic_write, atomic_write_text
 from benchmark.datasets.base import DEFAULT_DATASET, with_dataset
+from foundation.threat_models import DEFAULT_NORM, NORM_SYMBOLS
 
 CURVE_COLUMNS = [
     "dataset",
     "profile",
+    "threat_model",
     "attack",
     "defense",
     "eps",
@@ -28,11 +30,12 @@ def curve_table(frame: pd.DataFrame) -> pd.DataFrame:
     """The ok, ε-bounded rows of attacks evaluated at two or more epsilons."""
     frame = with_dataset(frame)
     rows = frame[(frame["status"] == "ok") & frame["eps"].notna()]
-    counts = rows.groupby(["dataset", "profile", "attack"])["eps"].transform("nunique")
-    return rows.loc[counts >= 2, CURVE_COLUMNS].sort_values(["dataset", "profile", "attack", "defense", "eps"])
+    curve = ["dataset", "profile", "threat_model", "attack"]
+    counts = rows.groupby(curve)["eps"].transform("nunique")
+    return rows.loc[counts >= 2, CURVE_COLUMNS].sort_values([*curve, "defense", "eps"])
 
 
-def _plot(curves: pd.DataFrame, title: str) -> bytes:
+def _plot(curves: pd.DataFrame, title: str, threat_model: str) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -44,7 +47,12 @@ def _plot(curves: pd.DataFrame, title: str) -> bytes:
         axes.fill_between(
             line["eps"], 100 * line["robust_accuracy_ci_low"], 100 * line["robust_accuracy_ci_high"], alpha=0.15
         )
-    axes.set(xlabel="ε (L∞)", ylabel="robust accuracy, %", ylim=(0, 100), title=title)
+    axes.set(
+        xlabel=f"ε ({NORM_SYMBOLS.get(threat_model, threat_model)})",
+        ylabel="robust accuracy, %",
+        ylim=(0, 100),
+        title=title,
+    )
     axes.grid(alpha=0.3)
     axes.legend(fontsize="small")
     buffer = io.BytesIO()
@@ -63,11 +71,14 @@ def write_curves(frame: pd.DataFrame, out_dir: Path) -> list[Path]:
     csv_path = out_dir / "curves.csv"
     atomic_write_text(csv_path, table.to_csv(index=False))
     written.append(csv_path)
-    for (dataset, profile, attack), curves in table.groupby(["dataset", "profile", "attack"], sort=False):
-        # MNIST's files keep the names they had before datasets were registered.
+    groups = table.groupby(["dataset", "profile", "threat_model", "attack"], sort=False)
+    for (dataset, profile, threat_model, attack), curves in groups:
+        # MNIST's L∞ files keep the names they had before datasets and threat models were registered.
         prefix = "" if dataset == DEFAULT_DATASET else f"{dataset}-"
-        name = re.sub(r"[^A-Za-z0-9_.=-]+", "_", f"{prefix}{profile}-{attack}")
-        png = _plot(curves, f"{attack} ({dataset}, {profile} profile)")
+        suffix = "" if threat_model == DEFAULT_NORM else f"-{threat_model}"
+        name = re.sub(r"[^A-Za-z0-9_.=-]+", "_", f"{prefix}{profile}-{attack}{suffix}")
+        symbol = NORM_SYMBOLS.get(threat_model, threat_model)
+        png = _plot(curves, f"{attack}, {symbol} ({dataset}, {profile} profile)", threat_model)
         path = out_dir / "curves" / f"{name}.png"
         atomic_write(path, lambda handle, data=png: handle.write(data))
         written.append(path)

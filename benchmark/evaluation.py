@@ -65,16 +65,19 @@ def repeated_predictions(defense: Defense, x: Tensor, y: Tensor, repeats: int, b
     return robust_predictions(predictions, y)
 
 
-def criterion(defense: Defense, attack: Attack, repeats: int, batch_size: int) -> Criterion | None:
+def criterion(defense: Defense, attack: Attack, attacked: nn.Module, repeats: int, batch_size: int) -> Criterion | None:
     """Which examples fool the defense, by the table's rule; a transfer attack judges by its surrogate.
 
     A deterministic defense predicting through its deployed module is judged by one prediction of
-    that module, which attacks differentiating the same module can read off their own logits.
+    that module.  Where the ``attacked`` module computes exactly the deployed logits (its BPDA or
+    envelope gradient changes only the backward pass), it is the judge itself, so attacks read the
+    verdict off their own logits instead of paying a second forward pass (for ABS, a second latent
+    search) per step.
     """
     if attack.surrogate is not None:
         return None
     if not defense.randomized and type(defense).predict is Defense.predict:
-        return Misclassification(defense.deployed_model())
+        return Misclassification(attacked if defense.attack_logits_are_deployed() else defense.deployed_model())
     predict = lambda x: defense.predict(x, batch_size)  # noqa: E731
     return RepeatedMisclassification(predict, repeats, stochastic=defense.randomized)
 
@@ -116,7 +119,7 @@ def evaluate_cell(
     """Attack the cell's defense at each of its ε and measure the result, with every draw (the attack's,
     the defense's sampling, EOT, repeated predictions) seeded from the cell's key.  With
     ``keep_adversarials`` the outcome also holds each ε's adversarial examples (for ``--save-adversarials``)."""
-    attack = ATTACKS.build(cell.attack, cell.profile)
+    attack = ATTACKS.build(cell.attack, cell.profile).for_threat_model(cell.norm)
     missing = attack.requires - trained.defense.provides
     if missing:
         reason = f"{cell.attack.label} needs {', '.join(sorted(missing))}, which {cell.defense.label} lacks"
@@ -156,7 +159,7 @@ def _attack_and_measure(
         model: nn.Module = surrogate.attack_model()
     else:
         model = defense.attack_model(cell.eot_samples)
-    judge = criterion(defense, attack, cell.prediction_repeats, batch_size)
+    judge = criterion(defense, attack, model, cell.prediction_repeats, batch_size)
     generator = torch.Generator(device=device).manual_seed(cell.random_seed)
     adversarial = [x.clone() for _ in cell.epsilons]
     epsilons = list(cell.epsilons)

@@ -11,7 +11,10 @@ from benchmark.atomic import atomic_write_text
 from benchmark.curves import write_curves
 from benchmark.datasets.base import DEFAULT_DATASET, with_dataset
 from benchmark.sanity import sanity_flags
-from benchmark.worst_case import WORST, worst_case_rows
+from benchmark.worst_case import WORST, headline_eps, worst_case_rows
+from foundation.threat_models import NORM_SYMBOLS, NORMS
+
+TABLE_FORMAT = {"headers": "keys", "tablefmt": "github", "disable_numparse": True}
 
 #: Long-format columns, in order; provenance columns follow.
 COLUMNS = [
@@ -61,16 +64,17 @@ ROBUSTNESS_RULE = (
     "(`eot_samples` draws per gradient) and a point counts as correct only if *all* "
     "`prediction_repeats` repeated predictions are correct; F1 uses the first wrong prediction "
     "of a point, if any. Brackets give the 95 % Wilson interval. Every adversarial example was "
-    "checked against its threat model (L∞ ball of radius ε and the [0, 1] box) before it counted."
+    "checked against its threat model (the L∞ or L2 ball of radius ε, and the [0, 1] box) before it counted."
 )
 
 
 WORST_CASE_RULE = (
-    "The headline `worst` row counts a point as robust at ε only if it survived *every* ε-bounded L∞ attack "
-    "run on that defense at that ε (AutoAttack's per-sample rule); its note lists the attacks."
+    "The headline `worst` row counts a point as robust at ε only if it survived *every* ε-bounded attack of "
+    "its threat model (L∞ or L2) run on that defense at that ε (AutoAttack's per-sample rule); its note lists "
+    "the attacks. Defenses are ranked by it at the headline ε (MNIST: L∞ 0.3, L2 1.5)."
 )
 FLAG_LEGEND = (
-    "Flags (⚑): `eps0` ε = 0 differs from clean accuracy; `rises` accuracy rises with ε; `unbroken` ε ≥ 1 leaves "
+    "Flags (⚑): `eps0` ε = 0 differs from clean accuracy; `rises` accuracy rises with ε; `unbroken` L∞ ε ≥ 1 leaves "
     "over 10 %; `blackbox` a transfer or query attack beats every white-box attack; `masked` over 10 % of points "
     "have zero or NaN input gradients; `random` predictions change between identical calls of a defense not "
     "declared randomized. A flagged number should not be trusted as it stands; `bench check --strict` fails on any."
@@ -78,7 +82,18 @@ FLAG_LEGEND = (
 
 
 #: What makes two records the same cell of a table; of several, the latest ``created`` is shown.
-CELL_IDENTITY = ["dataset", "profile", "seed", "defense", "attack", "eps", "n", "eot_samples", "prediction_repeats"]
+CELL_IDENTITY = [
+    "dataset",
+    "threat_model",
+    "profile",
+    "seed",
+    "defense",
+    "attack",
+    "eps",
+    "n",
+    "eot_samples",
+    "prediction_repeats",
+]
 
 
 def latest_records(frame: pd.DataFrame) -> pd.DataFrame:
@@ -130,52 +145,92 @@ def _column_label(row: pd.Series) -> str:
     return f"{row['attack']} @ {row['eps']:g}"
 
 
-def _pivot(frame: pd.DataFrame, values: pd.Series) -> pd.DataFrame:
-    labels = frame.apply(_column_label, axis=1)
-    table = frame.assign(cell=values, column=labels)
+def _pivot(frame: pd.DataFrame, values: pd.Series, columns: pd.Series, order: list[str]) -> pd.DataFrame:
+    """Defense × ``columns`` of ``values``; rows in ``order`` (the ranking), columns as they first appear."""
+    table = frame.assign(cell=values, column=columns)
     pivot = table.pivot_table(index="defense", columns="column", values="cell", aggfunc="first", sort=False)
-    attacks = list(dict.fromkeys(frame["attack"]))
-    position = {
-        label: (attacks.index(attack), -1.0 if pd.isna(eps) else float(eps))
-        for label, attack, eps in zip(labels, frame["attack"], frame["eps"], strict=True)
-    }
-    return pivot.reindex(columns=sorted(pivot.columns, key=position.__getitem__)).fillna("–")  # – : not run
+    rows = [defense for defense in order if defense in pivot.index]
+    return pivot.reindex(index=rows, columns=list(dict.fromkeys(columns))).fillna("–")  # – : not run
+
+
+def _f1_cell(row: pd.Series) -> str:
+    return "skipped" if row["status"] != "ok" else f"{row['f1_macro']:.3f}"
+
+
+def _ranking(worst: pd.DataFrame, frame: pd.DataFrame, eps: float | None) -> list[str]:
+    """Defenses by worst-case robust accuracy at the headline ε (highest first), then the others by name."""
+    at = worst[(worst["eps"] - eps).abs() < 1e-9] if eps is not None else worst.iloc[0:0]
+    ranked = at.sort_values(["robust_accuracy", "defense"], ascending=[False, True], kind="stable")["defense"]
+    return list(dict.fromkeys([*ranked, *sorted(frame["defense"].unique())]))
+
+
+def threat_model_tables(frame: pd.DataFrame, dataset: str, threat_model: str) -> list[tuple[str, str]]:
+    """(heading, table) pairs of one norm-ball threat model: the per-sample worst case (one column per ε,
+    defenses ranked at the headline ε), then per ε the robust accuracy and macro-F1 of each attack."""
+    worst = frame[frame["attack"] == WORST]
+    cells = frame[frame["attack"] != WORST].sort_values(["attack"], kind="stable")
+    eps = headline_eps(dataset, threat_model, worst["eps"] if not worst.empty else cells["eps"])
+    order = _ranking(worst, cells, eps)
+    symbol = NORM_SYMBOLS.get(threat_model, threat_model)
+    tables = []
+    if not worst.empty:
+        worst = worst.sort_values("eps", kind="stable")
+        headline = _pivot(worst, worst.apply(_robust_cell, axis=1), worst["eps"].map(lambda e: f"ε = {e:g}"), order)
+        tables.append(
+            (
+                f"{symbol} headline: per-sample worst case over all attacks, % [95 % Wilson interval] "
+                f"(ranked at ε = {eps:g})",
+                tabulate(headline, **TABLE_FORMAT),
+            )
+        )
+    for value, part in cells.groupby("eps", sort=True):
+        robust = _pivot(part, part.apply(_robust_cell, axis=1), part["attack"], order)
+        f1 = _pivot(part, part.apply(_f1_cell, axis=1), part["attack"], order)
+        tables.append((f"{symbol}, ε = {value:g}: robust accuracy per attack, %", tabulate(robust, **TABLE_FORMAT)))
+        tables.append((f"{symbol}, ε = {value:g}: macro-F1 under attack", tabulate(f1, **TABLE_FORMAT)))
+    return tables
 
 
 def profile_tables(frame: pd.DataFrame) -> dict[str, str]:
-    """Markdown tables for one profile: the per-sample worst case (headline), robust accuracy per attack,
-    F1, clean accuracy and training time."""
-    worst = frame[frame["attack"] == WORST]
-    frame = frame[frame["attack"] != WORST]
-    robust = _pivot(frame, frame.apply(_robust_cell, axis=1))
-    f1 = _pivot(frame, frame.apply(lambda r: "skipped" if r["status"] != "ok" else f"{r['f1_macro']:.3f}", axis=1))
-    headline = (
-        worst.assign(
-            cell=worst.apply(_robust_cell, axis=1), column=worst["eps"].map(lambda e: f"ε = {e:g}")
-        ).pivot_table(index="defense", columns="column", values="cell", aggfunc="first", sort=False)
-        if not worst.empty
-        else pd.DataFrame()
-    )
-    ok = frame[frame["status"] == "ok"]
-    per_defense = ok.groupby("defense", sort=False).agg(
+    """Markdown tables for one profile: per threat model the worst case and per-ε tables (``sections``,
+    a list of (heading, table)), the semantic attacks' tables, and clean accuracy and training time."""
+    dataset = str(frame["dataset"].iloc[0]) if "dataset" in frame and not frame.empty else DEFAULT_DATASET
+    sections: list[tuple[str, str]] = []
+    bounded = frame[frame["threat_model"].isin(NORMS) & frame["eps"].notna()]
+    for threat_model in [norm for norm in NORMS if norm in set(bounded["threat_model"])]:
+        sections += threat_model_tables(bounded[bounded["threat_model"] == threat_model], dataset, threat_model)
+    semantic = frame[frame["eps"].isna() & (frame["attack"] != WORST)]
+    if not semantic.empty:
+        order = sorted(semantic["defense"].unique())
+        columns = semantic.apply(_column_label, axis=1)
+        sections.append(
+            (
+                "Attacks bounded by parameter ranges: robust accuracy, %",
+                tabulate(_pivot(semantic, semantic.apply(_robust_cell, axis=1), columns, order), **TABLE_FORMAT),
+            )
+        )
+        sections.append(
+            (
+                "Attacks bounded by parameter ranges: macro-F1",
+                tabulate(_pivot(semantic, semantic.apply(_f1_cell, axis=1), columns, order), **TABLE_FORMAT),
+            )
+        )
+    ok = frame[(frame["status"] == "ok") & (frame["attack"] != WORST)]
+    per_defense = ok.groupby("defense", sort=True).agg(
         clean_accuracy=("clean_accuracy", "first"),
+        n=("n", "max"),
         train_seconds=("train_seconds", "first"),
         trained=("trained", "first"),
         randomized=("randomized", "first"),
         config_hash=("config_hash", "first"),
     )
     per_defense["clean_accuracy"] = per_defense["clean_accuracy"].map(_percent)
+    per_defense["n"] = per_defense["n"].map(lambda n: "–" if pd.isna(n) else f"{int(n)}")
     per_defense["train_seconds"] = [
         "not trained" if trained is False else "–" if pd.isna(s) else f"{s:.1f}"
         for s, trained in zip(per_defense["train_seconds"], per_defense.pop("trained"), strict=True)
     ]
-    fmt = {"headers": "keys", "tablefmt": "github", "disable_numparse": True}
-    return {
-        "worst": tabulate(headline, **fmt) if not headline.empty else "",
-        "robust": tabulate(robust, **fmt),
-        "f1": tabulate(f1, **fmt),
-        "defenses": tabulate(per_defense, **fmt),
-    }
+    return {"sections": sections, "defenses": tabulate(per_defense, **TABLE_FORMAT)}
 
 
 def markdown(frame: pd.DataFrame) -> str:
@@ -186,30 +241,16 @@ def markdown(frame: pd.DataFrame) -> str:
         tables = profile_tables(part)
         first, n = part.iloc[0], int(part["n"].dropna().max()) if part["n"].notna().any() else 0
         section = f"Profile `{profile}`" if dataset == DEFAULT_DATASET else f"{dataset}, profile `{profile}`"
-        lines += [
-            f"## {section} (n = {n}, seed {first['seed']})",
-            "",
-            "### Headline: per-sample worst case over all attacks, % [95 % Wilson interval]",
-            "",
-            tables["worst"] or "No ε-bounded cell with per-point results yet.",
-            "",
-            "### Robust accuracy per attack, % [95 % Wilson interval]",
-            "",
-            tables["robust"],
-            "",
-            "### Macro-F1 under attack",
-            "",
-            tables["f1"],
-            "",
-            "### Defenses: clean accuracy (%) and training time (s)",
-            "",
-            tables["defenses"],
-            "",
-        ]
+        lines += [f"## {section} (n = {n} unless the defenses table says fewer, seed {first['seed']})", ""]
+        if not (part["attack"] == WORST).any():
+            lines += ["No ε-bounded cell with per-point results yet.", ""]
+        for heading, table in tables["sections"]:
+            lines += [f"### {heading}", "", table, ""]
+        lines += ["### Defenses: clean accuracy (%), test points and training time (s)", "", tables["defenses"], ""]
         flagged = part[part["flags"].fillna("") != ""]
         if not flagged.empty:
             lines += ["Sanity flags (see below):", ""] + [
-                f"- {r.defense} × {r.attack} ({r.budget}): {r.flags}" for r in flagged.itertuples()
+                f"- {r.defense} × {r.attack} ({r.threat_model}, {r.budget}): {r.flags}" for r in flagged.itertuples()
             ]
             lines.append("")
         notes = part.loc[part["status"] != "ok", ["defense", "attack", "note"]].drop_duplicates()

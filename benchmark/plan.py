@@ -19,6 +19,7 @@ from defenses.base import DEFENSES, Defense
 from foundation.errors import BenchError
 from foundation.registry import Spec
 from foundation.seeding import seed_from_key
+from foundation.threat_models import DEFAULT_NORM
 
 #: Surrogates of transfer attacks are trained with the run's seed plus this offset: another data
 #: split, initialisation and order, i.e. independently of every defense they are evaluated on.
@@ -69,6 +70,8 @@ class Cell:
     profile: str
     surrogate_key: str | None = None
     dataset: str = DEFAULT_DATASET
+    #: The norm ball of the cell's ε (``--norm``); semantic attacks ignore it.
+    norm: str = DEFAULT_NORM
 
     @property
     def label(self) -> str:
@@ -132,7 +135,7 @@ class Planner:
 
     @functools.cache  # noqa: B019
     def attack(self, spec: Spec) -> Attack:
-        return ATTACKS.build(spec, self.profile)
+        return ATTACKS.build(spec, self.profile).for_threat_model(self.config.norm)
 
     @functools.cache  # noqa: B019
     def job(self, spec: Spec, seed: int) -> TrainingJob:
@@ -149,6 +152,8 @@ class Planner:
         }
         if self.config.dataset != DEFAULT_DATASET:  # MNIST's keys predate datasets and stay as they were
             payload["dataset"] = self.config.dataset
+        if defense.revision:
+            payload["revision"] = defense.revision
         key = config_hash(payload)
         label = spec.label if seed == self.config.seed else f"{spec.label} (surrogate, seed {seed})"
         return TrainingJob(spec, key, seed, label, dependencies)
@@ -191,6 +196,8 @@ class Planner:
             payload["surrogate"] = surrogate.key
         if attack.revision:
             payload["attack_revision"] = attack.revision
+        if attack.uses_epsilon and attack.threat_model != DEFAULT_NORM:  # L∞ keys predate threat models
+            payload["threat_model"] = attack.threat_model
         return config_hash(payload)
 
     def clean_evaluation(self, spec: Spec) -> CleanEvaluation:
@@ -230,6 +237,7 @@ class Planner:
                 profile=self.profile,
                 surrogate_key=None if surrogate is None else surrogate.key,
                 dataset=self.config.dataset,
+                norm=self.config.norm,
             )
             for group in groups
         ]

@@ -70,7 +70,7 @@ CELL_FIELDS: dict[str, tuple[Check, str]] = {
     "profile": (_text, "a profile name"),
     "status": (lambda v: v in STATUSES, "ok or skipped"),
     "seed": (_seed, "a non-negative integer"),
-    "eps": (_optional_share, "a number in [0, 1] or null"),
+    "eps": (lambda v: v is None or (_number(v) and v >= 0), "a non-negative number or null"),
     "config_hash": (_text, "the defense's config hash"),
     "randomized": (_flag, "true or false"),
     "eot_samples": (_count, "a positive integer"),
@@ -136,6 +136,8 @@ def cell_problem(record: Any, key: str) -> str | None:
         return problem
     if record["cell_key"] != key:
         return f"is filed under {key} but holds cell {record['cell_key']}"
+    if record["eps"] is not None and record["eps"] > 1 and record["threat_model"] != "l2":
+        return f"eps is {record['eps']!r}, not a number in [0, 1] (only L2 budgets exceed 1)"
     if record["status"] != "ok":
         return None
     problem = _field_problem(record, OK_FIELDS, True)

@@ -6,7 +6,7 @@ A flag marks a number that should not be trusted as it stands:
   interval (not checked on derived ``worst`` rows: for a randomized defense they require every repeated
   prediction of every cell to be correct, so sampling noise compounds across cells even without a perturbation);
 - ``rises``: accuracy rises with ε for the same defense and attack beyond the intervals;
-- ``unbroken``: an unbounded budget (ε ≥ 1) leaves more than 10 % accuracy;
+- ``unbroken``: an unbounded budget (L∞ ε ≥ 1) leaves more than 10 % accuracy;
 - ``blackbox``: a transfer or query attack beats every white-box attack at the same ε beyond the
   intervals (the white-box evaluation is too weak, often because of gradient masking);
 - ``masked``: more than 10 % of points have zero or NaN input gradients through the attacked model;
@@ -42,17 +42,18 @@ def sanity_flags(frame: pd.DataFrame) -> pd.Series:
     ]:
         flags[index].append("eps0")
 
-    for _, curve in bounded.groupby(["dataset", "profile", "seed", "defense", "attack"], sort=False):
+    for _, curve in bounded.groupby(["dataset", "threat_model", "profile", "seed", "defense", "attack"], sort=False):
         curve = curve.sort_values("eps")
         best_upper = curve["robust_accuracy_ci_high"].cummin().shift()
         for index in curve.index[curve["robust_accuracy_ci_low"] > best_upper]:
             flags[index].append("rises")
 
-    for index in bounded.index[(bounded["eps"] >= 1) & (bounded["robust_accuracy"] > UNBROKEN_LIMIT)]:
+    unbounded = (bounded["eps"] >= 1) & (bounded["threat_model"] == "linf")  # an L∞ ball of 1 holds every image
+    for index in bounded.index[unbounded & (bounded["robust_accuracy"] > UNBROKEN_LIMIT)]:
         flags[index].append("unbroken")
 
     if "access" in bounded:
-        for _, group in bounded.groupby(["dataset", "profile", "seed", "defense", "eps"], sort=False):
+        for _, group in bounded.groupby(["dataset", "threat_model", "profile", "seed", "defense", "eps"], sort=False):
             white = group[group["access"] == "white-box"]
             others = group[group["access"].isin(["transfer", "query"])]
             if white.empty or others.empty:

@@ -49,7 +49,8 @@ detached, so autograd yields exactly the envelope-theorem gradient ∂ℓ_c/∂x
 inference module keeps the VAEs in eval mode (BatchNorm running statistics) whatever ``train()``
 asks.
 
-**Binary ABS** (``binary-abs``) binarises the input at 0.5 (``x > 0.5``) before everything and scales
+**Binary ABS** (``binary-abs``) binarises the input at 0.5 (``x ≥ 0.5``, as the authors' code does:
+at ε = 0.3 a pixel of 51/255 can be pushed exactly onto 0.5) before everything and scales
 ℓ_c per class by (1, .96, 1.001, 1.06, .98, .96, 1.03, 1, 1, 1); in ``differentiable_model()`` the
 binarisation is BPDA (identity backward).  Its VAEs are trained exactly like ``abs``'s, on
 grey-level images: in the paper Binary ABS is the ABS model with binarised inputs and the per-class
@@ -183,7 +184,7 @@ def project_to_ball(z: Tensor, radius: float) -> Tensor:
 
 
 def binarize(x: Tensor) -> Tensor:
-    return (x > 0.5).to(x.dtype)
+    return (x >= 0.5).to(x.dtype)
 
 
 class Binarize(nn.Module):
@@ -440,6 +441,8 @@ class AnalysisBySynthesis(Defense):
     test_points = {"smoke": 20, "quick": 200}
     #: Binarise the input at 0.5 first (BPDA in ``differentiable_model``).
     binarize: ClassVar[bool] = False
+    #: The envelope gradient and BPDA change the backward pass only: attacks read the verdict off their logits.
+    differentiable_forward_is_deployed = True
     #: Per-class factors of ℓ_c.
     class_scales: ClassVar[tuple[float, ...]] = (1.0,) * NUM_CLASSES
 
@@ -471,3 +474,4 @@ class BinaryAnalysisBySynthesis(AnalysisBySynthesis):
     description = "Binary ABS: ABS on inputs binarised at 0.5 (BPDA for attacks), per-class calibrated losses"
     binarize = True
     class_scales = BINARY_CLASS_SCALES
+    revision = 1  # 1: binarise at x ≥ 0.5 (was x > 0.5)

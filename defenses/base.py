@@ -83,6 +83,9 @@ class Defense(Plugin, ABC):
     #: Per-profile cap on the number of test points (a budget for defenses with costly inference);
     #: the first points of the profile's seeded test slice are used, and each record's ``n`` says how many.
     test_points: ClassVar[Mapping[str, int]] = {}
+    #: Bumped when a defense's behaviour changes while its options stay the same; it enters the defense
+    #: key, so its checkpoints and cells of an older revision are recomputed instead of being reused.
+    revision: ClassVar[int] = 0
 
     def __init__(self, config: Any = None) -> None:
         super().__init__(config)
@@ -108,6 +111,15 @@ class Defense(Plugin, ABC):
     def differentiable_model(self) -> nn.Module:
         """The deployed path with BPDA substituted for non-differentiable steps."""
         return self.deployed_model()
+
+    #: True where ``differentiable_model()``'s forward pass computes exactly the deployed logits (its BPDA
+    #: or envelope gradient changes only the backward pass), so its logits are the deployed verdict.
+    differentiable_forward_is_deployed: ClassVar[bool] = False
+
+    def attack_logits_are_deployed(self) -> bool:
+        """Whether the logits of ``attack_model()`` are the deployed verdict (deterministic defenses only)."""
+        same_forward = type(self).differentiable_model is Defense.differentiable_model
+        return not self.randomized and (same_forward or self.differentiable_forward_is_deployed)
 
     def attack_model(self, eot_samples: int = 1) -> nn.Module:
         """What white-box attacks differentiate: the whole pipeline, with EOT when randomized."""

@@ -23,6 +23,14 @@ from typing import Any, ClassVar, Generic, TypeVar
 from foundation.catalog import Entry, builtin_modules, plugins, read_catalog
 from foundation.errors import BenchError, did_you_mean
 
+#: Field metadata of options added after results were stored: left out of the key at their default.
+KEYED_FROM_DEFAULT = "keyed_from_default"
+
+
+def added_option(default: Any) -> Any:
+    """A config field added to an existing plugin: stored results under its default keep their keys."""
+    return dataclasses.field(default=default, metadata={KEYED_FROM_DEFAULT: True})
+
 
 @dataclass(frozen=True)
 class NoOptions:
@@ -46,8 +54,16 @@ class Plugin:
         self.config = config if config is not None else self.Config()
 
     def options(self) -> dict[str, Any]:
-        """The plugin's full configuration as plain JSON-able values (hashed for caching)."""
-        return dataclasses.asdict(self.config)
+        """The plugin's full configuration as plain JSON-able values (hashed for caching).
+
+        Options added after results were stored carry ``keyed_from_default`` metadata: at their
+        default they are left out, so the stored results keep their keys.
+        """
+        options = dataclasses.asdict(self.config)
+        for field in dataclasses.fields(self.config):
+            if field.metadata.get(KEYED_FROM_DEFAULT) and options[field.name] == field.default:
+                del options[field.name]
+        return options
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,13 @@ def run_matrix(base: RunConfig, defenses: list[str], attacks: list[str], epsilon
     return frame[frame["profile"] == base.profile.name]
 
 
-def cell(frame: pd.DataFrame, defense: str, attack: str, eps: float | None = None) -> pd.Series | None:
+def cell(
+    frame: pd.DataFrame, defense: str, attack: str, eps: float | None = None, threat_model: str | None = None
+) -> pd.Series | None:
+    """The row of (defense, attack, ε), in ``threat_model`` when given."""
     rows = frame[(frame["defense"] == defense) & (frame["attack"] == attack)]
+    if threat_model is not None:
+        rows = rows[rows["threat_model"] == threat_model]
     rows = rows[rows["eps"].isna()] if eps is None else rows[(rows["eps"] - eps).abs() < 1e-9]
     return None if rows.empty else rows.iloc[0]
 

@@ -25,21 +25,10 @@ from typing import Any
 import pandas as pd
 
 from benchmark.atomic import atomic_write_text
-from benchmark.worst_case import GROUP, WORST
+from benchmark.worst_case import GROUP, STANDARD_EPS, THREAT_MODELS, WORST
 
 #: Records without a ``dataset`` field are MNIST (the only dataset of the store's first versions).
 DEFAULT_DATASET = "mnist"
-#: The store's threat models -> RobustBench's folder names (``ThreatModel`` values); others get no file.
-THREAT_MODELS = {"linf": "Linf", "l2": "L2"}
-#: The standard budgets of RobustBench's leaderboards, and MNIST's L∞ 0.3 (Madry et al., Schott et al.).
-STANDARD_EPS = {
-    ("mnist", "Linf"): 0.3,
-    ("cifar10", "Linf"): 8 / 255,
-    ("cifar10", "L2"): 0.5,
-    ("cifar100", "Linf"): 8 / 255,
-    ("cifar100", "L2"): 0.5,
-    ("imagenet", "Linf"): 4 / 255,
-}
 #: Datasets whose budgets RobustBench writes as fractions of 255 ("8/255").
 PIXEL_LEVEL_EPS = {"cifar10", "cifar100", "imagenet"}
 #: RobustBench's fields (``ModelInfo``, less the corruption ones), ``null`` where we know nothing.

@@ -24,8 +24,8 @@ from benchmark.atomic import atomic_write_text
 from benchmark.compare import compare
 from benchmark.datasets.base import DEFAULT_DATASET
 from benchmark.leaderboard import FLAG_LEGEND, ROBUSTNESS_RULE, WORST_CASE_RULE
-from benchmark.reports.robustbench import STANDARD_EPS, THREAT_MODELS, file_stem
-from benchmark.worst_case import GROUP, WORST
+from benchmark.reports.robustbench import file_stem
+from benchmark.worst_case import GROUP, THREAT_MODELS, WORST, headline_eps
 from foundation.errors import BenchError
 
 SITE = "site"
@@ -112,17 +112,6 @@ def group_cells(cells: pd.DataFrame, worst: pd.Series) -> pd.DataFrame:
     for column in GROUP:
         mask &= _same(cells[column], worst[column])
     return cells[mask & (cells["threat_model"] == worst["threat_model"])]
-
-
-def headline_eps(dataset: str, threat_model: str, eps: pd.Series) -> float | None:
-    """The standard budget (MNIST L∞ 0.3, ...) when ``eps`` holds it, else the largest of ``eps``."""
-    eps = eps.dropna()
-    if eps.empty:
-        return None
-    standard = STANDARD_EPS.get((dataset, THREAT_MODELS.get(threat_model, threat_model)))
-    if standard is not None and ((eps - standard).abs() < 1e-9).any():
-        return float(standard)
-    return float(eps.max())
 
 
 def _at(rows: pd.DataFrame, eps: float | None) -> pd.DataFrame:

@@ -314,3 +314,40 @@ def test_registration_profiles_and_checkpoint_round_trip():
     restored.load_state_dict(defense.state_dict())
     x = images(2)
     assert torch.equal(restored.predict(x), defense.predict(x))
+
+
+def test_binarisation_is_at_half_or_above_as_the_authors_code():
+    """At ε = 0.3 a pixel of 51/255 pushed up by 0.3 lands exactly on 0.5: it must turn white."""
+    pixel = torch.tensor([0.2 + 0.3, 0.5 - 1e-6, 0.5, 0.7])
+    assert binarize(pixel).tolist() == [1.0, 0.0, 1.0, 1.0]
+    assert BinaryAnalysisBySynthesis.revision == 1  # stored rows of the x > 0.5 binarisation are stale
+
+
+@pytest.mark.parametrize("cls", [AnalysisBySynthesis, BinaryAnalysisBySynthesis])
+def test_pgd_reads_the_verdict_off_the_attacked_models_logits(cls):
+    """The attacked module computes the deployed logits, so it judges: half the decoder calls of judging
+    through ``deployed_model()`` (a second latent search per step), with the same adversarial examples."""
+    from attacks.base import ATTACKS
+    from attacks.criteria import Misclassification
+    from benchmark.evaluation import criterion
+    from foundation.registry import Spec
+
+    defense = make_abs(cls=cls)
+    x = images(4)
+    y = defense.predict(x).argmax(dim=1)  # every point starts correct, so PGD steps (this decodes the bank too)
+    attack = ATTACKS.build(Spec.parse("pgd:steps=3"), "quick")
+    model = defense.attack_model()
+    calls = []
+    defense.vaes.decoder.register_forward_hook(lambda *_: calls.append(1))
+
+    def run(judge):
+        calls.clear()
+        x_adv = attack(model, x, y, 0.3, generator=torch.Generator().manual_seed(0), criterion=judge)
+        return x_adv, len(calls)
+
+    own, own_calls = run(criterion(defense, attack, model, repeats=1, batch_size=500))
+    deployed, deployed_calls = run(Misclassification(defense.deployed_model()))
+    assert defense.attack_logits_are_deployed()
+    assert torch.equal(own, deployed)
+    assert own_calls == 4 * (TINY.steps + 1)  # 3 steps and the last iterate's verdict: one search each
+    assert deployed_calls == 2 * own_calls

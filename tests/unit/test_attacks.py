@@ -4,9 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from attacks.base import ATTACKS, perturbation_norms
-from attacks.deepfool import deepfool_linf
-from attacks.gradient import cross_entropy_objective, fgsm, input_gradient, pgd_ascent, uniform_start
+from attacks.base import ATTACKS, perturbation_norms, random_start
+from attacks.deepfool import deepfool
+from attacks.gradient import cross_entropy_objective, fgsm, input_gradient, pgd_ascent
 from tests.conftest import accuracy
 
 GRADIENT_ATTACKS = [
@@ -38,12 +38,14 @@ def test_attack_respects_its_budget_and_fools_the_model(name, linear_model, imag
 
 
 def test_every_registered_gradient_attack_is_covered():
-    """Norm-bounded attacks that need only gradients (not mixtures, not VAE-specific ones) are all tested here."""
+    """L∞ attacks that need only gradients (not mixtures, not VAE-specific ones) are all tested here (the
+    L2-only ones in test_l2_libraries.py)."""
     native_and_libraries = {
         name
         for name, cls in ATTACKS.items()
         if cls.requires == {"gradients"}
         and cls.threat_model != "semantic"
+        and "linf" in cls.norms
         and cls.backend != "torchattacks"  # covered by test_strong_attacks.py
         and not name.startswith("test.")
     }
@@ -84,7 +86,7 @@ def test_pgd_is_reproducible_with_a_seeded_generator(linear_model, images, label
 def test_native_deepfool_matches_foolbox(linear_model, images, labels):
     import foolbox
 
-    native = deepfool_linf(linear_model, images, labels, steps=50, candidates=10, overshoot=0.02)
+    native = deepfool(linear_model, images, labels, steps=50, candidates=10, overshoot=0.02)
     reference = foolbox.attacks.LinfDeepFoolAttack(steps=50, candidates=10, overshoot=0.02, loss="logits")
     raw, _, _ = reference(foolbox.PyTorchModel(linear_model, bounds=(0, 1)), images, labels, epsilons=None)
     assert torch.allclose(native, raw, atol=1e-5)
@@ -93,7 +95,7 @@ def test_native_deepfool_matches_foolbox(linear_model, images, labels):
 
 def test_deepfool_leaves_misclassified_points_alone(linear_model, images, labels):
     wrong = (labels + 1) % 10
-    assert torch.equal(deepfool_linf(linear_model, images, wrong, steps=5, candidates=10, overshoot=0.02), images)
+    assert torch.equal(deepfool(linear_model, images, wrong, steps=5, candidates=10, overshoot=0.02), images)
 
 
 def test_minimisation_attack_curve_is_one_run_clipped(linear_model, images, labels):
@@ -159,7 +161,7 @@ def test_early_stopping_pgd_asks_a_given_criterion(linear_model, images, labels)
     attack = ATTACKS.build("pgd:steps=10", "paper")
     x_adv = attack(linear_model, images, labels, 0.1, generator=seeded(0), criterion=everything_fooled)
     assert calls == [len(labels)]  # judged once, at the random start, then nothing left to attack
-    assert torch.equal(x_adv, uniform_start(images, 0.1, seeded(0)))
+    assert torch.equal(x_adv, random_start(images, 0.1, "linf", seeded(0)))
 
 
 def seeded(seed: int) -> torch.Generator:

@@ -73,10 +73,14 @@ def _planner(repeats: int) -> Planner:
 
 def test_the_criterion_is_the_tables_repeated_prediction_rule():
     """A point right only some of the time is fooled under 20 repeats, as the table would count it."""
-    judge = criterion(_CoinFlipDefense(), ATTACKS.build("autoattack", "smoke"), repeats=20, batch_size=500)
+    judge = criterion(
+        _CoinFlipDefense(), ATTACKS.build("autoattack", "smoke"), nn.Identity(), repeats=20, batch_size=500
+    )
     assert judge(torch.zeros(2, 1), torch.tensor([1, 1])).tolist() == [True, False]
     assert judge.stochastic  # attacks must not stop on a drawn verdict
-    transfer = criterion(_CoinFlipDefense(), ATTACKS.build("transfer", "smoke"), repeats=20, batch_size=500)
+    transfer = criterion(
+        _CoinFlipDefense(), ATTACKS.build("transfer", "smoke"), nn.Identity(), repeats=20, batch_size=500
+    )
     assert transfer is None  # a transfer attack judges by its own surrogate
 
 

@@ -2,40 +2,61 @@
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from benchmark.config import RunConfig, get_profile
+from benchmark.leaderboard import records_to_frame
 from benchmark.reports import paper001
 from foundation.registry import Spec
 
 ROBUST = {"cnn": 0.02, "madry": 0.9, "binary-abs": 0.7, "pgan-dqn": 0.5, "abs": 0.1}
+N = 200
 
 
-def _records() -> pd.DataFrame:
+def _record(defense: str, attack: str, eps: float, robust: float, threat_model: str = "linf", first: int = 0) -> dict:
+    """A record whose robust points are ``round(robust * N)`` consecutive points from ``first``."""
+    mask = np.zeros(N, dtype=bool)
+    count = round(robust * N)
+    mask[first : first + count] = True
+    return {
+        "defense": defense,
+        "attack": attack,
+        "threat_model": threat_model,
+        "status": "ok",
+        "access": "white-box",
+        "randomized": False,
+        "eps": eps,
+        "n": N,
+        "profile": "quick",
+        "seed": 0,
+        "clean_accuracy": 0.99,
+        "robust_accuracy": count / N,
+        "robust_accuracy_ci_low": max(0.0, count / N - 0.05),
+        "robust_accuracy_ci_high": min(1.0, count / N + 0.05),
+        "robust_points": np.packbits(mask).tobytes().hex(),
+        "f1_macro": count / N,
+        "config_hash": f"h-{defense}",
+        "cell_key": f"{defense}-{attack}-{eps}",
+        "attack_seconds": 1.0,
+        "created": "2026-11-30T00:00:00+00:00",
+        "device": "cpu",
+        "library_versions": "x",
+    }
+
+
+def _records(extra: list[dict] | None = None) -> pd.DataFrame:
     records = []
     for defense, robust in ROBUST.items():
         for attack in [*paper001.WHITE_BOX, *paper001.BLACK_BOX]:
             if attack in paper001.QUERY_HEAVY and "abs" in defense:
                 continue
-            value = min(1.0, robust + (0.3 if attack in paper001.BLACK_BOX else 0.0))
             records.append(
-                {
-                    "defense": defense,
-                    "attack": attack,
-                    "eps": 0.3,
-                    "n": 200,
-                    "profile": "quick",
-                    "seed": 0,
-                    "clean_accuracy": 0.99,
-                    "robust_accuracy": value,
-                    "robust_accuracy_ci_low": value - 0.05,
-                    "robust_accuracy_ci_high": min(1.0, value + 0.05),
-                    "f1_macro": value,
-                    "device": "cpu",
-                    "library_versions": "x",
-                }
+                _record(defense, attack, 0.3, min(1.0, robust + (0.3 if attack in paper001.BLACK_BOX else 0)))
             )
-    return pd.DataFrame(records)
+        if defense != "pgan-dqn":
+            records.append(_record(defense, "pgd", paper001.L2_EPS, robust / 2, threat_model="l2"))
+    return records_to_frame(records + (extra or []))
 
 
 def _config(out_dir: Path) -> RunConfig:
@@ -48,8 +69,11 @@ def test_page_puts_our_numbers_beside_the_papers(tmp_path: Path):
     text = paper001.write(_config(tmp_path), _records(), tmp_path / "paper001.md", "bench report paper001").read_text()
     madry = next(line for line in text.splitlines() if line.startswith("| Madry ") and "`madry`" in line)
     assert "98.8" in madry and "90.0 / 89" in madry and "0.90 / 0.48" in madry
-    abs_line = next(line for line in text.splitlines() if line.startswith("| ABS ") and "Schott" not in line)
-    assert "10.0 [5.0, 15.0]" in abs_line and "| 8 " in abs_line
+    linf, l2 = text.split("### L∞, ε = 0.3")[1].split("### L2, ε = 1.5")
+    abs_linf = next(line for line in linf.splitlines() if line.startswith("| ABS "))
+    assert "10.0 [" in abs_linf and "| 8 " in abs_linf  # the worst case over every attack, beside Schott et al.
+    abs_l2 = next(line for line in l2.splitlines() if line.startswith("| ABS "))
+    assert "5.0 [" in abs_l2 and "| 80 " in abs_l2 and "| pgd " in abs_l2
     black_box = next(
         line
         for line in text.splitlines()
@@ -57,6 +81,21 @@ def test_page_puts_our_numbers_beside_the_papers(tmp_path: Path):
     )
     assert black_box.count("–") == 2  # square and hsj skip ABS rows below the paper profile
     assert "Proposed (PGAN-DQN)" in text and "`pgan-dqn`" in text
+
+
+def test_the_abs_rows_own_attacks_count_the_points_only_they_break(tmp_path: Path):
+    """binary-abs survives the white-box attacks on points 0..139; transfer from ABS breaks 0..19 of them."""
+    transfer = _record("binary-abs", paper001.ABS_TRANSFER, 0.3, 0.6, first=20)
+    hsj = _record("binary-abs", paper001.abs_decision_attack("quick"), 0.3, 0.7)
+    text = paper001.write(_config(tmp_path), _records([transfer, hsj]), tmp_path / "paper001.md", "c").read_text()
+    section = text.split("## ABS rows attacked as Schott et al. attacked them")[1].split("## Checks")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `binary-abs`")]
+    transfer_line = next(line for line in rows if "transfer" in line)
+    assert "60.0 [" in transfer_line and "20 of 140" in transfer_line
+    hsj_line = next(line for line in rows if "hsj" in line)
+    assert "0 of 140" in hsj_line
+    worst = next(line for line in text.split("### L∞, ε = 0.3")[1].splitlines() if line.startswith("| Binary ABS"))
+    assert "60.0 [" in worst  # the worst case includes the new attacks: points 20..139 survive all
 
 
 def test_checks_judge_the_targets_and_black_box_columns_below_white_box(tmp_path: Path):

@@ -34,7 +34,7 @@ def test_build_applies_profile_then_user_options():
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("pgd:stepz=3", r"no option 'stepz'; did you mean 'steps'\? valid options: early_stop, random_start, rel_"),
+        ("pgd:stepz=3", r"no option 'stepz'; did you mean 'steps'\? valid options: early_stop, l2_step_scale, random"),
         ("pgd:steps=many", "must be a number"),
         ("pgd:steps=0", "steps must be at least 1"),
         ("vae:arch=resnet", "must be one of fc, cnn"),

@@ -13,6 +13,7 @@ def record(defense, attack, eps, robust, n=200, **extra):
         "defense": defense,
         "attack": attack,
         "backend": "native",
+        "threat_model": "linf",
         "eps": eps,
         "n": n,
         "status": "ok",
@@ -47,14 +48,90 @@ def test_markdown_pivots_robust_accuracy_f1_and_training_time():
         ]
     )
     text = markdown(frame)
-    assert "| defense   | fgsm @ 0.1        | fgsm @ 0.3     | vaea @ 0.1   |" in text
-    assert "| cnn       | 50.0 [43.1, 56.9] | 0.0 [0.0, 1.9] | skipped      |" in text
-    assert "### Macro-F1 under attack" in text and "0.250" in text
+    assert "### L∞, ε = 0.1: robust accuracy per attack, %" in text
+    assert "| defense   | fgsm              | vaea    |" in text
+    assert "| cnn       | 50.0 [43.1, 56.9] | skipped |" in text
+    assert "| vae       | 25.0 [19.5, 31.4] | –       |" in text  # – : never run
+    assert "### L∞, ε = 0.3: robust accuracy per attack, %" in text
+    assert "| cnn       | 0.0 [0.0, 1.9] |" in text
+    assert "### L∞, ε = 0.1: macro-F1 under attack" in text and "0.250" in text
     assert "training time" in text and "12.0" in text
     assert "- cnn × vaea: vaea needs vae, which cnn lacks" in text
-    vae_row = next(line for line in text.splitlines() if line.startswith("| vae ") and "[" in line)
-    assert "nan" not in vae_row and vae_row.count("| –") == 2  # cells never run: fgsm @ 0.3, vaea @ 0.1
+    assert "nan" not in text
     assert "*all* `prediction_repeats` repeated predictions are correct" in text
+
+
+def test_the_worst_case_comes_first_ranked_at_the_headline_eps_then_one_table_per_eps():
+    points = {"robust_points": None}
+    frame = records_to_frame(
+        [
+            record("cnn", "fgsm", 0.1, 0.5),
+            record("cnn", "fgsm", 0.3, 0.0),
+            record("madry", "fgsm", 0.1, 0.9),
+            record("madry", "fgsm", 0.3, 0.8),
+            record("abs", "pgd", 0.3, 0.1),
+            {**record("cnn", "pgd", 1.5, 0.02), "threat_model": "l2"},
+            {**record("abs", "pgd", 1.5, 0.7), "threat_model": "l2"},
+        ]
+    )
+    frame = frame.drop(columns=[c for c in points if c in frame])
+    from benchmark.worst_case import worst_case_rows
+
+    assert worst_case_rows(frame).empty  # no per-point masks: no worst case
+    headings = [line for line in markdown(frame).splitlines() if line.startswith("### ")]
+    assert headings == [
+        "### L∞, ε = 0.1: robust accuracy per attack, %",
+        "### L∞, ε = 0.1: macro-F1 under attack",
+        "### L∞, ε = 0.3: robust accuracy per attack, %",
+        "### L∞, ε = 0.3: macro-F1 under attack",
+        "### L2, ε = 1.5: robust accuracy per attack, %",
+        "### L2, ε = 1.5: macro-F1 under attack",
+        "### Defenses: clean accuracy (%), test points and training time (s)",
+    ]
+
+
+def test_worst_case_rows_rank_the_defenses_per_threat_model():
+    import numpy as np
+
+    def masked(defense, attack, eps, robust, threat_model="linf", n=10):
+        mask = np.zeros(n, dtype=bool)
+        mask[: round(robust * n)] = True
+        return {
+            **record(defense, attack, eps, robust, n=n),
+            "threat_model": threat_model,
+            "robust_points": np.packbits(mask).tobytes().hex(),
+            "cell_key": f"{defense}-{attack}-{eps}",
+            "created": "2026-11-30T00:00:00+00:00",
+            "attack_seconds": 1.0,
+            "device": "cpu",
+        }
+
+    frame = records_to_frame(
+        [
+            masked("cnn", "fgsm", 0.3, 0.5),
+            masked("cnn", "pgd", 0.3, 0.2),
+            masked("madry", "pgd", 0.3, 0.9),
+            masked("cnn", "pgd", 1.5, 0.1, "l2"),
+            masked("madry", "pgd", 1.5, 0.4, "l2"),
+            masked("abs", "pgd", 1.5, 0.8, "l2"),
+        ]
+    )
+    worst = frame[frame["attack"] == "worst"].set_index(["threat_model", "defense"])["robust_accuracy"]
+    assert worst.to_dict() == {
+        ("linf", "cnn"): 0.2,
+        ("linf", "madry"): 0.9,
+        ("l2", "abs"): 0.8,
+        ("l2", "cnn"): 0.1,
+        ("l2", "madry"): 0.4,
+    }
+    lines = markdown(frame).splitlines()
+    headings = [line for line in lines if line.startswith("### ")]
+    assert headings[0].startswith("### L∞ headline: per-sample worst case")
+    assert headings[0].endswith("(ranked at ε = 0.3)")
+    l2 = headings.index(next(h for h in headings if h.startswith("### L2 headline")))
+    assert headings[l2].endswith("(ranked at ε = 1.5)")
+    l2_table = lines[lines.index(headings[l2]) + 2 : lines.index(headings[l2]) + 7]
+    assert [row.split("|")[1].strip() for row in l2_table[2:]] == ["abs", "madry", "cnn"]
 
 
 def test_regression_beyond_the_combined_interval_is_flagged():
