@@ -11,7 +11,11 @@ A flag marks a number that should not be trusted as it stands:
   intervals (the white-box evaluation is too weak, often because of gradient masking);
 - ``masked``: more than 10 % of points have zero or NaN input gradients through the attacked model;
 - ``random``: predictions change between identical calls on a defense not declared randomized
-  (it was evaluated without EOT and repeated predictions).
+  (it was evaluated without EOT and repeated predictions);
+- ``stale``: the cell's clean accuracy differs from that of the latest cell of the same defense key and
+  test slice: it was computed on other weights (a checkpoint trained again, e.g. before training was
+  seeded) or on other clean draws of a randomized defense (before clean predictions were stored once),
+  so it does not measure the same model as the rest of its row; delete its record and rerun to recompute.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import pandas as pd
 
 from benchmark.datasets.base import with_dataset
 
+#: What makes cells one worst-case group (``benchmark.worst_case.GROUP``, less its randomization budgets).
+WORST_GROUP = ["dataset", "threat_model", "profile", "seed", "defense", "config_hash", "eps", "n"]
 UNBROKEN_LIMIT = 0.10
 MASKED_LIMIT = 0.10
 
@@ -61,6 +67,21 @@ def sanity_flags(frame: pd.DataFrame) -> pd.Series:
             best_white_low = white["robust_accuracy_ci_low"].min()
             for index in others.index[others["robust_accuracy_ci_high"] < best_white_low]:
                 flags[index].append("blackbox")
+
+    if "created" in ok and ok["created"].notna().any():
+        cells = ok[ok["attack"] != "worst"]
+        same_model = ["dataset", "profile", "seed", "config_hash", "n", "eot_samples", "prediction_repeats"]
+        for _, group in cells.groupby(same_model, sort=False, dropna=False):
+            latest = group.sort_values("created", kind="stable")["clean_accuracy"].iloc[-1]
+            for index in group.index[(group["clean_accuracy"] - latest).abs() > 1e-9]:
+                flags[index].append("stale")
+        # A worst case over a stale cell mixes models: it carries the flag too.
+        stale = cells.loc[[index for index in cells.index if "stale" in flags[index]], WORST_GROUP]
+        stale_groups = set(stale.itertuples(index=False, name=None))
+        worst = ok[ok["attack"] == "worst"]
+        for index, key in zip(worst.index, worst[WORST_GROUP].itertuples(index=False, name=None), strict=True):
+            if key in stale_groups:
+                flags[index].append("stale")
 
     if "gradient_masking_share" in ok:
         for index in ok.index[ok["gradient_masking_share"] > MASKED_LIMIT]:

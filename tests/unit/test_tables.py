@@ -164,3 +164,30 @@ def test_a_recomputed_cell_supersedes_the_record_of_earlier_code():
     frame = records_to_frame([new, old, other_eps])
     pgd = frame[frame["attack"] == "pgd"].set_index("eps")
     assert len(pgd) == 2 and pgd.loc[0.1, "cell_key"] == "new" and pgd.loc[0.1, "robust_accuracy"] == 0.70
+
+
+def test_a_cell_measured_on_other_weights_or_draws_is_flagged_stale_and_so_is_its_worst_case():
+    import numpy as np
+
+    def masked(attack, clean, created):
+        mask = np.zeros(10, dtype=bool)
+        mask[:5] = True
+        return {
+            **record("madry", attack, 0.3, 0.5, n=10),
+            "clean_accuracy": clean,
+            "threat_model": "linf",
+            "robust_points": np.packbits(mask).tobytes().hex(),
+            "cell_key": f"madry-{attack}",
+            "created": created,
+            "attack_seconds": 1.0,
+            "device": "cpu",
+            "randomized": False,
+            "eot_samples": 1,
+            "prediction_repeats": 1,
+        }
+
+    frame = records_to_frame(
+        [masked("fgsm", 0.9, "2026-11-21T00:00:00+00:00"), masked("pgd", 0.8, "2026-11-30T00:00:00+00:00")]
+    )
+    flags = frame.set_index("attack")["flags"]
+    assert flags["fgsm"] == "stale" and flags["pgd"] == "" and flags["worst"] == "stale"
