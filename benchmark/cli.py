@@ -26,7 +26,7 @@ EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 1, 130, 143
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise BenchError(f"{message} (see bench {self.prog.split()[-1]} --help)")
+        raise BenchError(f"{message} (see {' '.join(['bench', *self.prog.split()[1:]])} --help)")
 
 
 def _add_environment_options(parser: argparse.ArgumentParser) -> None:
@@ -126,6 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
         "report", help="rewrite leaderboard.csv/.md from the store, or run and write a paper's reproduction page"
     )
     report.add_argument("name", nargs="?", default="leaderboard", choices=sorted(REPORTS), help="what to write")
+    report.add_argument(
+        "--stored-only",
+        action="store_true",
+        help="paper reports: write the page from the cells stored in OUT, computing nothing (missing cells show –)",
+    )
     _add_run_options(report)
     compare = subparsers.add_parser(
         "compare", help="paired test of two defenses on the same test points (exact McNemar on per-point results)"
@@ -337,10 +342,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
         return 0
     config = _run_config(args)
     command = f"bench report {args.name} --profile {args.profile} --seed {args.seed}"
+    if args.stored_only:
+        command += " --stored-only"
     try:
-        path = importlib.import_module(REPORTS[args.name]).report(config, command)
+        path = importlib.import_module(REPORTS[args.name]).report(config, command, compute=not args.stored_only)
     except KeyboardInterrupt as error:
-        return _interrupted(error, args.out / args.name)
+        return _interrupted(error, args.out)
     print(f"wrote {path}")
     return 0
 

@@ -77,15 +77,15 @@ def matrix(profile: str) -> dict[str, dict[str, str]]:
     }
 
 
-def run(base: RunConfig) -> pd.DataFrame:
+def run(base: RunConfig, compute: bool = True) -> pd.DataFrame:
     """FGSM at 0 (clean) and its training ε, PGD at its training ε, GNA and GTA; cnn rows only for timing."""
     rows = matrix(base.profile.name)
     fc = list(rows["fc"].values())
     blocks = [
-        run_matrix(base, fc, ["fgsm"], (0.0, FGSM_EPS)),
-        run_matrix(base, fc, ["pgd"], (PGD_EPS,)),
-        run_matrix(base, fc, ["gna", "gta"], (0.0,)),
-        run_matrix(base, list(rows["cnn"].values()), ["gna"], (0.0,)),
+        run_matrix(base, fc, ["fgsm"], (0.0, FGSM_EPS), compute=compute),
+        run_matrix(base, fc, ["pgd"], (PGD_EPS,), compute=compute),
+        run_matrix(base, fc, ["gna", "gta"], (0.0,), compute=compute),
+        run_matrix(base, list(rows["cnn"].values()), ["gna"], (0.0,), compute=compute),
     ]
     frame = pd.concat(blocks).drop_duplicates("cell_key")
     specs = [spec for arch in rows.values() for spec in arch.values()]
@@ -308,8 +308,8 @@ def write(base: RunConfig, frame: pd.DataFrame, destination: Path, command: str)
     return destination
 
 
-def report(base: RunConfig, command: str) -> Path:
+def report(base: RunConfig, command: str, compute: bool = True) -> Path:
     """Run (or resume) the matrix in the store of ``OUT`` (cells other runs computed are reused, never
     computed twice) and write ``OUT/paper000.md``."""
-    frame = run(base)
+    frame = run(base, compute)
     return write(base, frame, Path(base.out_dir) / "paper000.md", command)

@@ -71,7 +71,7 @@ def _left_out(profile: str, defense: str, attack: str, threat_model: str) -> boo
     return profile != "paper" and (defense, attack, threat_model) in LEFT_OUT
 
 
-def run(base: RunConfig) -> pd.DataFrame:
+def run(base: RunConfig, compute: bool = True) -> pd.DataFrame:
     """The matrix, cheapest blocks first (an interrupted report resumes where it stopped), less the cells
     the profile leaves out; returns the report's rows of the store."""
     rows, l2, frames = list(ROWS.values()), replace(base, norm="l2"), []
@@ -86,7 +86,7 @@ def run(base: RunConfig) -> pd.DataFrame:
         for attack in attacks:
             kept = [d for d in defenses if not _left_out(base.profile.name, d, attack, config.norm)]
             if kept:
-                frames.append(run_matrix(config, kept, [attack], (eps,)))
+                frames.append(run_matrix(config, kept, [attack], (eps,), compute=compute))
     frame = frames[-1]  # every block returns the whole store's rows of the profile
     return frame[frame["defense"].isin(rows)]
 
@@ -314,7 +314,7 @@ def write(base: RunConfig, frame: pd.DataFrame, destination: Path, command: str)
     return destination
 
 
-def report(base: RunConfig, command: str) -> Path:
+def report(base: RunConfig, command: str, compute: bool = True) -> Path:
     """Run (or resume) the matrix in the store of ``OUT`` (cells other runs computed are reused, never
     computed twice) and write ``OUT/paper001.md``."""
-    return write(base, run(base), Path(base.out_dir) / "paper001.md", command)
+    return write(base, run(base, compute), Path(base.out_dir) / "paper001.md", command)

@@ -111,3 +111,24 @@ def test_checks_judge_the_targets_and_black_box_columns_below_white_box(tmp_path
     checks = paper001.write(config, records, tmp_path / "paper001.md", "c").read_text().split("## Checks")[1]
     assert "clean accuracy ≥ 97 %: 95.0 %, **not met**" in checks
     assert "Madry: black-box `square`" in checks and "(`fgsm`, 90.0 [85.0, 95.0])" in checks
+
+
+def test_stored_only_writes_the_page_from_the_store_and_refuses_an_empty_one(tmp_path: Path, capsys):
+    import json
+    import shutil
+
+    from benchmark.cli import main
+
+    assert main(["report", "paper001", "--stored-only", "--out", str(tmp_path)]) == 2
+    assert "no stored cell of profile 'quick'" in capsys.readouterr().err
+    (tmp_path / "cells").mkdir()
+    committed = Path(__file__).resolve().parents[2] / "results" / "cells"
+    for path in committed.glob("*.json"):  # the committed cnn cells: other rows show –
+        if json.loads(path.read_text())["defense"] == "cnn":
+            shutil.copy(path, tmp_path / "cells")
+    assert main(["report", "paper001", "--stored-only", "--out", str(tmp_path)]) == 0
+    text = (tmp_path / "paper001.md").read_text()
+    assert "--stored-only" in text
+    cnn = next(line for line in text.splitlines() if line.startswith("| CNN ") and "`cnn`" in line)
+    madry = next(line for line in text.splitlines() if line.startswith("| Madry ") and "`madry`" in line)
+    assert "8.1 / 21" in cnn and "– / 89" in madry
