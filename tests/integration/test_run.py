@@ -40,7 +40,7 @@ def test_run_writes_leaderboards_and_a_rerun_recomputes_nothing(bench, tmp_path)
         "run", "--defenses", "cnn", "--attacks", "fgsm,pgd", "--eps", "0,0.1,0.3", "--out", str(out)
     )
     assert code == 0
-    assert "6 cells computed" in stdout and "Robust accuracy" in stdout
+    assert "6 cells computed" in stdout and "robust accuracy per attack" in stdout
     everything = leaderboard(out)
     assert set(everything.columns) >= REQUIRED_COLUMNS
     frame, worst = everything[everything["attack"] != "worst"], everything[everything["attack"] == "worst"]
