@@ -58,17 +58,38 @@ ABS_COST = "ABS answers ~16 images/s on two cores"
 LEFT_OUT: dict[tuple[str, str, str], str] = {
     ("abs", "square", "linf"): f"5,000 queries per image; {ABS_COST}",
     ("binary-abs", "square", "linf"): f"5,000 queries per image; {ABS_COST}",
-    ("abs", "hsj", "linf"): f"HopSkipJump asks ~1,500 queries per image, one image at a time; {ABS_COST}",
-    ("binary-abs", "hsj", "linf"): f"HopSkipJump asks ~1,500 queries per image, one image at a time; {ABS_COST}",
-    ("binary-abs", "autoattack", "linf"): (
-        f"AutoAttack's 9 targeted APGD and FAB runs on the ~150 points left standing: hours; {ABS_COST}"
-    ),
     ("binary-abs", "foolbox.ddn", "l2"): f"DDN's 50 steps through BPDA on 200 points: about an hour; {ABS_COST}",
+}
+#: HopSkipJump at ~135 queries per image (3 boundary steps of 20·√t gradient queries, binary searches).
+ABS_HSJ = "hsj:max_iter=3:max_eval=100:init_eval=20:init_size=20"
+#: AutoAttack's members at 10 APGD and FAB steps and 100 Square queries.
+ABS_AUTOATTACK = "autoattack:apgd_steps=10:fab_steps=10:square_queries=100"
+#: Below `paper` these cells run with the smaller budget of their spec instead, each for the stated reason.
+SHRUNK: dict[tuple[str, str, str], tuple[str, str]] = {
+    ("abs", "hsj", "linf"): (ABS_HSJ, f"the profile's HopSkipJump asks ~1,500 queries per image; {ABS_COST}"),
+    ("binary-abs", "hsj", "linf"): (ABS_HSJ, f"the profile's HopSkipJump asks ~1,500 queries per image; {ABS_COST}"),
+    ("binary-abs", "autoattack", "linf"): (
+        ABS_AUTOATTACK,
+        f"the profile's 9 targeted APGD and FAB runs on the ~150 points left standing take hours; {ABS_COST}",
+    ),
 }
 
 
-def _left_out(profile: str, defense: str, attack: str, threat_model: str) -> bool:
-    return profile != "paper" and (defense, attack, threat_model) in LEFT_OUT
+def _spec_at(profile: str, defense: str, attack: str, threat_model: str) -> str | None:
+    """The spec ``attack`` runs as on ``defense`` at ``profile``: itself, its smaller budget, or ``None`` (left out)."""
+    if profile == "paper":
+        return attack
+    if (defense, attack, threat_model) in LEFT_OUT:
+        return None
+    return SHRUNK.get((defense, attack, threat_model), (attack,))[0]
+
+
+def _row_cell(frame: pd.DataFrame, defense: str, attack: str) -> pd.Series | None:
+    """The row's L∞ cell of ``attack`` at ``EPS``: at the full budget, else at its smaller one (``SHRUNK``)."""
+    row = cell(frame, defense, attack, EPS)
+    if row is None and (defense, attack, "linf") in SHRUNK:
+        row = cell(frame, defense, SHRUNK[defense, attack, "linf"][0], EPS)
+    return row
 
 
 def run(base: RunConfig, compute: bool = True) -> pd.DataFrame:
@@ -84,9 +105,10 @@ def run(base: RunConfig, compute: bool = True) -> pd.DataFrame:
         (base, ["binary-abs"], [BPDA_PGD], EPS),
     ]:
         for attack in attacks:
-            kept = [d for d in defenses if not _left_out(base.profile.name, d, attack, config.norm)]
-            if kept:
-                frames.append(run_matrix(config, kept, [attack], (eps,), compute=compute))
+            specs = {d: _spec_at(base.profile.name, d, attack, config.norm) for d in defenses}
+            for spec in dict.fromkeys(spec for spec in specs.values() if spec is not None):
+                kept = [d for d in defenses if specs[d] == spec]
+                frames.append(run_matrix(config, kept, [spec], (eps,), compute=compute))
     frame = frames[-1]  # every block returns the whole store's rows of the profile
     return frame[frame["defense"].isin(rows)]
 
@@ -103,7 +125,7 @@ def _table_one(frame: pd.DataFrame) -> list[str]:
     table = []
     for label, paper in PAPER_TABLE_I.items():
         defense = ROWS[label]
-        fgsm, deepfool = cell(frame, defense, "fgsm", EPS), cell(frame, defense, "deepfool", EPS)
+        fgsm, deepfool = _row_cell(frame, defense, "fgsm"), _row_cell(frame, defense, "deepfool")
         clean = fgsm["clean_accuracy"] if fgsm is not None else None
         table.append(
             {
@@ -129,7 +151,7 @@ def _table_one(frame: pd.DataFrame) -> list[str]:
 
 
 def _lowest_white_box(frame: pd.DataFrame, defense: str) -> pd.Series | None:
-    rows = [row for row in (cell(frame, defense, attack, EPS) for attack in WHITE_BOX) if row is not None]
+    rows = [row for row in (_row_cell(frame, defense, attack) for attack in WHITE_BOX) if row is not None]
     return min(rows, key=lambda row: row["robust_accuracy"]) if rows else None
 
 
@@ -172,14 +194,9 @@ def _abs_section(frame: pd.DataFrame) -> list[str]:
     ]
 
 
-def _extra_attacks(profile: str) -> list[str]:
-    return [ABS_TRANSFER, "hsj", BPDA_PGD]
-
-
-def _newly_broken(frame: pd.DataFrame, defense: str, attack: str) -> str:
-    """How many points ``attack`` breaks that every standard white-box attack left standing."""
-    row = cell(frame, defense, attack, EPS)
-    white = [r for r in (cell(frame, defense, name, EPS) for name in WHITE_BOX) if r is not None]
+def _newly_broken(frame: pd.DataFrame, defense: str, row: pd.Series | None) -> str:
+    """How many points the attack of ``row`` breaks that every standard white-box attack left standing."""
+    white = [r for r in (_row_cell(frame, defense, name) for name in WHITE_BOX) if r is not None]
     if row is None or not white or any(pd.isna(r["robust_points"]) for r in [row, *white]):
         return "–"
     n = int(row["n"])
@@ -188,19 +205,19 @@ def _newly_broken(frame: pd.DataFrame, defense: str, attack: str) -> str:
     return f"{int(broken.sum())} of {int(standing.sum())}"
 
 
-def _abs_attacks_section(frame: pd.DataFrame, profile: str) -> list[str]:
+def _abs_attacks_section(frame: pd.DataFrame) -> list[str]:
     table = []
     for defense in ABS_ROWS:
-        for attack in _extra_attacks(profile):
-            row = cell(frame, defense, attack, EPS)
+        for attack in [ABS_TRANSFER, "hsj", BPDA_PGD]:
+            row = _row_cell(frame, defense, attack)
             if row is None:
                 continue
             table.append(
                 {
                     "defense": f"`{defense}`",
-                    "attack": f"`{attack}`",
+                    "attack": f"`{row['attack']}`",
                     "robust accuracy, %": percent_with_interval(row),
-                    "points it breaks that the white-box attacks left standing": _newly_broken(frame, defense, attack),
+                    "points it breaks that the white-box attacks left standing": _newly_broken(frame, defense, row),
                 }
             )
     white = ", ".join(f"`{attack}`" for attack in WHITE_BOX)
@@ -230,6 +247,11 @@ def _left_out_section(profile: str) -> list[str]:
     lines += [
         f"- `{defense}` × `{attack}` ({threat_model}): {why}."
         for (defense, attack, threat_model), why in LEFT_OUT.items()
+    ]
+    lines += ["", "These run with a smaller budget instead (the spec in the row says which):", ""]
+    lines += [
+        f"- `{defense}` × `{attack}` ({threat_model}) runs as `{spec}`: {why}."
+        for (defense, attack, threat_model), (spec, why) in SHRUNK.items()
     ]
     return [*lines, ""]
 
@@ -262,7 +284,7 @@ def _checks(frame: pd.DataFrame) -> list[str]:
     for label, defense in ROWS.items():
         white = _lowest_white_box(frame, defense)
         for attack in BLACK_BOX:
-            row = cell(frame, defense, attack, EPS)
+            row = _row_cell(frame, defense, attack)
             if white is not None and row is not None and row["robust_accuracy"] < white["robust_accuracy"]:
                 lines.append(
                     f"- {label}: black-box `{attack}` ({percent_with_interval(row)}) goes below the best white-box "
@@ -272,11 +294,19 @@ def _checks(frame: pd.DataFrame) -> list[str]:
     return [*lines, ""]
 
 
+def _with_budget_mark(row: pd.Series | None, attack: str) -> str:
+    """The cell's accuracy, marked ``*`` when it ran with a smaller budget than the column's attack."""
+    mark = "" if row is None or row["attack"] == attack else "*"
+    return percent_with_interval(row) + mark
+
+
 def _robustness_section(frame: pd.DataFrame) -> list[str]:
     table = []
     for label, defense in ROWS.items():
         entry = {"model": label}
-        entry |= {attack: percent_with_interval(cell(frame, defense, attack, EPS)) for attack in WHITE_BOX + BLACK_BOX}
+        entry |= {
+            attack: _with_budget_mark(_row_cell(frame, defense, attack), attack) for attack in WHITE_BOX + BLACK_BOX
+        }
         entry["worst case"] = percent_with_interval(cell(frame, defense, WORST, EPS, "linf"))
         table.append(entry)
     return [
@@ -286,7 +316,8 @@ def _robustness_section(frame: pd.DataFrame) -> list[str]:
         "on an independently trained surrogate CNN; `square`: score-based; `hsj`: decision-based (labels only). A "
         "black-box number far above the white-box ones is expected; one *below* them would point at a weak "
         "white-box evaluation. `worst case`: per point over every attack run on the row at this ε, including the "
-        "ABS rows' own attacks below. `–`: not run at this profile (see the list at the end).",
+        "ABS rows' own attacks below. `–`: not run at this profile; `*`: run with a smaller budget (both listed at "
+        "the end).",
         "",
         markdown_table(table),
         "",
@@ -302,7 +333,7 @@ def write(base: RunConfig, frame: pd.DataFrame, destination: Path, command: str)
         *_table_one(frame),
         *_abs_section(frame),
         *_robustness_section(frame),
-        *_abs_attacks_section(frame, base.profile.name),
+        *_abs_attacks_section(frame),
         *_checks(frame),
         *_left_out_section(base.profile.name),
         "## Rows",

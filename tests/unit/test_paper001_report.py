@@ -1,5 +1,6 @@
 """The paper-001 report on synthetic records: Table I beside the paper's, ABS figures, black-box columns."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -86,14 +87,16 @@ def test_page_puts_our_numbers_beside_the_papers(tmp_path: Path):
 def test_the_abs_rows_own_attacks_count_the_points_only_they_break(tmp_path: Path):
     """binary-abs survives the white-box attacks on points 0..139; transfer from ABS breaks 0..19 of them."""
     transfer = _record("binary-abs", paper001.ABS_TRANSFER, 0.3, 0.6, first=20)
-    hsj = _record("binary-abs", "hsj", 0.3, 0.7)
+    hsj = _record("binary-abs", paper001.ABS_HSJ, 0.3, 0.7)  # the smaller budget the quick profile runs
     text = paper001.write(_config(tmp_path), _records([transfer, hsj]), tmp_path / "paper001.md", "c").read_text()
     section = text.split("## ABS rows attacked as Schott et al. attacked them")[1].split("## Checks")[0]
     rows = [line for line in section.splitlines() if line.startswith("| `binary-abs`")]
     transfer_line = next(line for line in rows if "transfer" in line)
     assert "60.0 [" in transfer_line and "20 of 140" in transfer_line
     hsj_line = next(line for line in rows if "hsj" in line)
-    assert "0 of 140" in hsj_line
+    assert "0 of 140" in hsj_line and f"`{paper001.ABS_HSJ}`" in hsj_line
+    black_box = next(line for line in text.splitlines() if line.startswith("| Binary ABS ") and "*" in line)
+    assert "70.0 [65.0, 75.0]*" in black_box  # the hsj column shows the smaller budget's cell, marked
     worst = next(line for line in text.split("### L∞, ε = 0.3")[1].splitlines() if line.startswith("| Binary ABS"))
     assert "60.0 [" in worst  # the worst case includes the new attacks: points 20..139 survive all
 
@@ -132,3 +135,28 @@ def test_stored_only_writes_the_page_from_the_store_and_refuses_an_empty_one(tmp
     cnn = next(line for line in text.splitlines() if line.startswith("| CNN ") and "`cnn`" in line)
     madry = next(line for line in text.splitlines() if line.startswith("| Madry ") and "`madry`" in line)
     assert "7.9 / 21" in cnn and "– / 89" in madry
+
+
+def test_the_quick_matrix_runs_the_abs_rows_expensive_cells_at_a_smaller_budget_and_says_so(tmp_path, monkeypatch):
+    planned = []
+    monkeypatch.setattr(
+        paper001,
+        "run_matrix",
+        lambda config, defenses, attacks, eps, compute: (
+            planned.append((config.norm, attacks[0], tuple(defenses))) or _records()
+        ),
+    )
+    paper001.run(_config(tmp_path), compute=False)
+    runs = {(norm, attack): defenses for norm, attack, defenses in planned}
+    assert "binary-abs" not in runs["linf", "autoattack"] and runs["linf", paper001.ABS_AUTOATTACK] == ("binary-abs",)
+    assert "abs" in runs["linf", "autoattack"]
+    assert runs["linf", paper001.ABS_HSJ] == ("binary-abs", "abs") and "abs" not in runs["linf", "hsj"]
+    assert "abs" not in runs["linf", "square"] and "binary-abs" not in runs["l2", "foolbox.ddn"]
+    text = paper001.write(_config(tmp_path), _records(), tmp_path / "paper001.md", "c").read_text()
+    left_out = text.split("## Left out at the `quick` profile")[1]
+    assert f"`binary-abs` × `autoattack` (linf) runs as `{paper001.ABS_AUTOATTACK}`" in left_out
+    planned.clear()
+    paper001.run(replace(_config(tmp_path), profile=get_profile("paper")), compute=False)
+    runs = {(norm, attack): defenses for norm, attack, defenses in planned}
+    assert {"abs", "binary-abs"} <= set(runs["linf", "hsj"]) and "binary-abs" in runs["linf", "autoattack"]
+    assert ("linf", paper001.ABS_HSJ) not in runs and ("linf", paper001.ABS_AUTOATTACK) not in runs
