@@ -1,14 +1,16 @@
 """Cache of trained defenses keyed by config hash: weights plus plain metadata.
 
 Files are written atomically and loaded with ``weights_only=True``; a file that cannot be
-read or does not match its key is reported, removed and retrained by the caller.  A lock file per
+read, does not match its key, or whose weights do not match the sha256 recorded at training
+(``weights_digest``) is reported, removed and retrained by the caller.  A lock file per
 checkpoint makes concurrent runs train each checkpoint once: the second waits and loads it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +26,30 @@ from benchmark.locking import hold
 class Checkpoint:
     state: dict[str, Any]
     meta: dict[str, Any]
+
+
+def weights_digest(state: Mapping[str, Any]) -> str:
+    """sha256 over a checkpoint's weights: every entry's name, then a tensor's dtype, shape and bytes (or a
+    plain value's repr), in name order.
+
+    Records carry it to name the exact model they measured: a checkpoint trained again under the same
+    key can hold other weights (another library version, nondeterministic kernels).
+    """
+    digest = hashlib.sha256()
+
+    def visit(name: str, value: Any) -> None:
+        if isinstance(value, Mapping):
+            for key in sorted(value, key=str):
+                visit(f"{name}.{key}" if name else str(key), value[key])
+        elif isinstance(value, torch.Tensor):
+            tensor = value.detach().cpu().contiguous().reshape(-1)
+            digest.update(f"{name}|{tensor.dtype}|{tuple(value.shape)}|".encode())
+            digest.update(tensor.view(torch.uint8).numpy().tobytes())
+        else:
+            digest.update(f"{name}|{value!r}|".encode())
+
+    visit("", state)
+    return digest.hexdigest()
 
 
 #: A checkpoint's file name: ``<defense name>-<16-digit config hash>.pt`` (other caches share the folder).
@@ -74,6 +100,9 @@ class CheckpointCache:
             raise CorruptCheckpoint(f"{path} is not a checkpoint of this harness")
         if payload["meta"].get("config_hash") != key:
             raise CorruptCheckpoint(f"{path} holds config {payload['meta'].get('config_hash')}, not {key}")
+        recorded = payload["meta"].get("weights_sha256")
+        if recorded is not None and weights_digest(payload["state"]) != recorded:
+            raise CorruptCheckpoint(f"{path}: its weights do not match the sha256 recorded when it was trained")
         return Checkpoint(payload["state"], payload["meta"])
 
     def save(self, name: str, key: str, state: dict[str, Any], meta: dict[str, Any]) -> Path:

@@ -98,6 +98,7 @@ def evaluate_clean(job: CleanEvaluation, trained: TrainedDefense, points: Points
         "clean_key": job.key,
         "defense": job.defense.label,
         "defense_key": job.defense_key,
+        "weights_sha256": trained.weights_sha256,
         "n": len(y),
         "seed": job.seed,
         "predictions": clean.tolist(),
@@ -128,6 +129,14 @@ def evaluate_cell(
             for key, eps in zip(cell.keys, cell.epsilons, strict=True)
         ]
         return CellOutcome(cell, records, skipped=reason)
+    other_weights = clean_record.get("weights_sha256", trained.weights_sha256) != trained.weights_sha256
+    if other_weights:
+        return CellOutcome(
+            cell,
+            failure=f"the stored clean evaluation {cell.clean_key} was made on other weights of {cell.defense.label} "
+            f"(sha256 {clean_record['weights_sha256'][:12]}…, the checkpoint's is {trained.weights_sha256[:12]}…); "
+            f"delete clean/{cell.clean_key}.json in the results directory and rerun",
+        )
     with seeded(cell.random_seed, env.torch_device):
         try:
             return _attack_and_measure(
@@ -215,6 +224,7 @@ def base_record(
         "profile": cell.profile,
         "seed": cell.seed,
         "config_hash": trained.key,
+        "weights_sha256": trained.weights_sha256,
         "train_seconds": trained.train_seconds,
         "trained": type(trained.defense).trains,
         **{f"train_{name}": value for name, value in trained.summary.items()},

@@ -49,6 +49,7 @@ COLUMNS = [
     "profile",
     "seed",
     "config_hash",
+    "weights_sha256",
     "cell_key",
     "device",
     "gradient_masking_share",

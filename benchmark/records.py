@@ -50,6 +50,10 @@ def _hex(value: Any) -> bool:
     return isinstance(value, str) and re.fullmatch(r"(?:[0-9a-f]{2})*", value) is not None
 
 
+def _sha256(value: Any) -> bool:
+    return isinstance(value, str) and re.fullmatch(r"[0-9a-f]{64}", value) is not None
+
+
 def _flag(value: Any) -> bool:
     return isinstance(value, bool)
 
@@ -101,10 +105,8 @@ OPTIONAL_FIELDS: dict[str, tuple[Check, str]] = {
     "train_seconds": (_optional_number, "a number or null"),
     "trained": (_flag, "true or false"),
     "note": (lambda v: v is None or isinstance(v, str), "text or null"),
-    "adversarials_sha256": (
-        lambda v: isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v) is not None,
-        "a sha256 hex digest",
-    ),
+    "adversarials_sha256": (_sha256, "a sha256 hex digest"),
+    "weights_sha256": (_sha256, "a sha256 hex digest"),
 }
 #: Fields of a clean-evaluation record (a defense's clean predictions on a test slice).
 CLEAN_FIELDS: dict[str, tuple[Check, str]] = {
@@ -158,7 +160,9 @@ def clean_problem(record: Any, key: str) -> str | None:
     """What is wrong with a clean-evaluation record filed under ``key``, or ``None``."""
     if not isinstance(record, dict):
         return f"holds a JSON {type(record).__name__}, not a record"
-    problem = _field_problem(record, CLEAN_FIELDS, True)
+    problem = _field_problem(record, CLEAN_FIELDS, True) or _field_problem(
+        record, {"weights_sha256": OPTIONAL_FIELDS["weights_sha256"]}, False
+    )
     if problem:
         return problem
     if record["clean_key"] != key:

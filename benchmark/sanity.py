@@ -12,10 +12,11 @@ A flag marks a number that should not be trusted as it stands:
 - ``masked``: more than 10 % of points have zero or NaN input gradients through the attacked model;
 - ``random``: predictions change between identical calls on a defense not declared randomized
   (it was evaluated without EOT and repeated predictions);
-- ``stale``: the cell's clean accuracy differs from that of the latest cell of the same defense key and
-  test slice: it was computed on other weights (a checkpoint trained again, e.g. before training was
-  seeded) or on other clean draws of a randomized defense (before clean predictions were stored once),
-  so it does not measure the same model as the rest of its row; delete its record and rerun to recompute.
+- ``stale``: the cell's weights (``weights_sha256``, where both records carry it) or its clean accuracy
+  differ from those of the latest cell of the same defense key and test slice: it was computed on other
+  weights (a checkpoint trained again, e.g. before training was seeded) or on other clean draws of a
+  randomized defense (before clean predictions were stored once), so it does not measure the same model
+  as the rest of its row; delete its record and rerun to recompute.
 """
 
 from __future__ import annotations
@@ -73,8 +74,12 @@ def sanity_flags(frame: pd.DataFrame) -> pd.Series:
         cells = ok[ok["attack"] != "worst"]
         same_model = ["dataset", "profile", "seed", "config_hash", "n", "eot_samples", "prediction_repeats"]
         for _, group in cells.groupby(same_model, sort=False, dropna=False):
-            latest = group.sort_values("created", kind="stable")["clean_accuracy"].iloc[-1]
-            for index in group.index[(group["clean_accuracy"] - latest).abs() > 1e-9]:
+            latest = group.sort_values("created", kind="stable").iloc[-1]
+            other_clean = (group["clean_accuracy"] - latest["clean_accuracy"]).abs() > 1e-9
+            other_weights = pd.Series(False, index=group.index)
+            if "weights_sha256" in group and pd.notna(latest["weights_sha256"]):
+                other_weights = group["weights_sha256"].notna() & (group["weights_sha256"] != latest["weights_sha256"])
+            for index in group.index[other_clean | other_weights]:
                 flags[index].append("stale")
         # A worst case over a stale cell mixes models: it carries the flag too.
         stale = cells.loc[[index for index in cells.index if "stale" in flags[index]], WORST_GROUP]

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from benchmark.checkpoints import Checkpoint, CheckpointCache, CorruptCheckpoint
+from benchmark.checkpoints import Checkpoint, CheckpointCache, CorruptCheckpoint, weights_digest
 from benchmark.datasets.base import DATASETS
 from benchmark.environment import Environment
 from benchmark.plan import TrainingJob, build_defense
@@ -35,6 +35,8 @@ class TrainedDefense:
     defense: Defense
     key: str
     train_seconds: float
+    #: sha256 of the checkpoint's weights (``checkpoints.weights_digest``): the exact model records measure.
+    weights_sha256: str
     summary: dict[str, float] = field(default_factory=dict)
 
     @classmethod
@@ -46,7 +48,11 @@ class TrainedDefense:
         meta = checkpoint.meta
         seconds = meta.get("train_seconds")
         return cls(
-            defense, job.key, float("nan") if seconds is None else float(seconds), dict(meta.get("fit_summary", {}))
+            defense,
+            job.key,
+            float("nan") if seconds is None else float(seconds),
+            meta.get("weights_sha256") or weights_digest(checkpoint.state),
+            dict(meta.get("fit_summary", {})),
         )
 
 
@@ -105,6 +111,7 @@ def train(job: TrainingJob, env: Environment, dependencies: Mapping[str, Defense
         "device": describe_device(device),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "config_hash": job.key,
+        "weights_sha256": weights_digest(state),
     }
     return Checkpoint(state, meta)
 

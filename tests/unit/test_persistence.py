@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from benchmark.atomic import atomic_write_text
-from benchmark.checkpoints import CheckpointCache, CorruptCheckpoint
+from benchmark.checkpoints import CheckpointCache, CorruptCheckpoint, weights_digest
 
 
 def test_checkpoint_round_trip(tmp_path):
@@ -27,6 +27,21 @@ def test_corrupt_and_mismatched_checkpoints_are_detected(tmp_path):
     cache.path("cnn", "k2").rename(cache.path("cnn", "k3"))
     with pytest.raises(CorruptCheckpoint, match="holds config k2, not k3"):
         cache.load("cnn", "k3")
+
+
+def test_weights_digest_names_the_exact_weights_and_a_tampered_checkpoint_is_refused(tmp_path):
+    state = {"net": {"w": torch.arange(4.0), "b": torch.zeros(2, dtype=torch.bfloat16)}, "steps": 3}
+    digest = weights_digest(state)
+    assert weights_digest({"steps": 3, "net": {"b": state["net"]["b"].clone(), "w": torch.arange(4.0)}}) == digest
+    nudged = {**state, "net": {**state["net"], "w": torch.tensor([0.0, 1.0, 2.0, 3.0000002])}}
+    reshaped = {**state, "net": {**state["net"], "w": torch.arange(4.0).reshape(2, 2)}}
+    assert len({digest, weights_digest(nudged), weights_digest(reshaped), weights_digest({**state, "steps": 4})}) == 4
+    cache = CheckpointCache(tmp_path)
+    cache.save("cnn", "k", state, {"weights_sha256": digest})
+    assert cache.load("cnn", "k").meta["weights_sha256"] == digest
+    torch.save({"state": nudged, "meta": {"config_hash": "k", "weights_sha256": digest}}, cache.path("cnn", "k"))
+    with pytest.raises(CorruptCheckpoint, match="do not match the sha256 recorded"):
+        cache.load("cnn", "k")
 
 
 def test_checkpoints_refuse_pickled_code(tmp_path):

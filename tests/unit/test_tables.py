@@ -191,3 +191,11 @@ def test_a_cell_measured_on_other_weights_or_draws_is_flagged_stale_and_so_is_it
     )
     flags = frame.set_index("attack")["flags"]
     assert flags["fgsm"] == "stale" and flags["pgd"] == "" and flags["worst"] == "stale"
+    # Same clean accuracy, other weights: the digests tell them apart; a record without one is not judged by it.
+    older, newer = masked("fgsm", 0.8, "2026-11-21T00:00:00+00:00"), masked("pgd", 0.8, "2026-11-30T00:00:00+00:00")
+    legacy = {**masked("deepfool", 0.8, "2026-11-20T00:00:00+00:00")}
+    frame = records_to_frame([{**older, "weights_sha256": "a" * 64}, {**newer, "weights_sha256": "b" * 64}, legacy])
+    flags = frame.set_index("attack")["flags"]
+    assert flags["fgsm"] == "stale" and flags["pgd"] == "" and flags["deepfool"] == "" and flags["worst"] == "stale"
+    frame = records_to_frame([{**older, "weights_sha256": "b" * 64}, {**newer, "weights_sha256": "b" * 64}, legacy])
+    assert (frame["flags"] == "").all()
