@@ -52,6 +52,15 @@ GROUP = [
 ]
 
 
+def group_cells(cells: pd.DataFrame, worst: pd.Series) -> pd.DataFrame:
+    """The cells a worst-case row was derived from: its ``GROUP`` and its threat model."""
+    mask = cells["threat_model"] == worst["threat_model"]
+    for column in GROUP:
+        value = worst[column]
+        mask &= cells[column].isna() if pd.isna(value) else cells[column] == value
+    return cells[mask]
+
+
 def worst_case_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """One ``attack = worst`` row per group of ok, ε-bounded cells of one norm-ball threat model (L∞, L2).
 

@@ -25,7 +25,7 @@ from typing import Any
 import pandas as pd
 
 from benchmark.atomic import atomic_write_text
-from benchmark.worst_case import GROUP, STANDARD_EPS, THREAT_MODELS, WORST
+from benchmark.worst_case import STANDARD_EPS, THREAT_MODELS, WORST, group_cells
 
 #: Records without a ``dataset`` field are MNIST (the only dataset of the store's first versions).
 DEFAULT_DATASET = "mnist"
@@ -113,18 +113,6 @@ def _descriptions() -> dict[str, str]:
     return {entry.name: entry.description for entry in DEFENSES.catalog()}
 
 
-def _same(column: pd.Series, value: Any) -> pd.Series:
-    return column.isna() if pd.isna(value) else column == value
-
-
-def _group_cells(cells: pd.DataFrame, worst: pd.Series) -> pd.DataFrame:
-    """The cells a worst-case row was derived from (``benchmark.worst_case``'s group)."""
-    mask = pd.Series(True, index=cells.index)
-    for column in GROUP:
-        mask &= _same(cells[column], worst[column])
-    return cells[mask & (cells["threat_model"] == worst["threat_model"])]
-
-
 def _headline(rows: pd.DataFrame, standard: float | None) -> pd.Series:
     """The worst-case row at the standard ε if there is one, else at the largest ε; of several
     (profiles, test sizes), the one on the most points, then the latest."""
@@ -196,7 +184,7 @@ def model_infos(frame: pd.DataFrame) -> dict[tuple[str, str, str], dict[str, Any
     # A worst-case row carries no dataset: it takes its cells'.
     labelled = []
     for index, worst in worst_rows.iterrows():
-        group = _group_cells(cells, worst)
+        group = group_cells(cells, worst)
         if not group.empty:
             labelled.append((index, str(group["dataset"].iloc[0]), THREAT_MODELS[worst["threat_model"]]))
     descriptions, figures = _descriptions(), paper_figures()
@@ -206,7 +194,7 @@ def model_infos(frame: pd.DataFrame) -> dict[tuple[str, str, str], dict[str, Any
         rows = worst_rows.loc[part["index"]]
         for defense, defense_rows in rows.groupby("defense", sort=True):
             headline = _headline(defense_rows, STANDARD_EPS.get((dataset, threat_model)))
-            group = _group_cells(cells, headline).sort_values("attack", kind="stable")
+            group = group_cells(cells, headline).sort_values("attack", kind="stable")
             infos[(dataset, threat_model, defense)] = model_info(
                 headline, group, dataset, threat_model, descriptions, figures
             )

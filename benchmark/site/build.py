@@ -25,7 +25,7 @@ from benchmark.compare import compare
 from benchmark.datasets.base import DEFAULT_DATASET
 from benchmark.leaderboard import FLAG_LEGEND, ROBUSTNESS_RULE, WORST_CASE_RULE
 from benchmark.reports.robustbench import file_stem
-from benchmark.worst_case import GROUP, THREAT_MODELS, WORST, headline_eps
+from benchmark.worst_case import THREAT_MODELS, WORST, group_cells, headline_eps
 from foundation.errors import BenchError
 
 SITE = "site"
@@ -100,18 +100,6 @@ def slugs(defenses: list[str]) -> dict[str, str]:
 
 
 # --- the index ------------------------------------------------------------------------------------------
-
-
-def _same(column: pd.Series, value: Any) -> pd.Series:
-    return column.isna() if _missing(value) else column == value
-
-
-def group_cells(cells: pd.DataFrame, worst: pd.Series) -> pd.DataFrame:
-    """The cells a worst-case row was derived from (``benchmark.worst_case``'s group)."""
-    mask = pd.Series(True, index=cells.index)
-    for column in GROUP:
-        mask &= _same(cells[column], worst[column])
-    return cells[mask & (cells["threat_model"] == worst["threat_model"])]
 
 
 def _at(rows: pd.DataFrame, eps: float | None) -> pd.DataFrame:
