@@ -9,7 +9,6 @@ follows the gradient's sign; in the L2 ball the gradient scaled to unit L2 norm 
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -151,12 +150,6 @@ class PGD(Attack):
     profile_overrides = PGD_PROFILE_OVERRIDES
     #: 1: no early stopping under a stochastic criterion (cells of the first early-stopping code are stale).
     revision = 1
-
-    def __init__(self, config: PGDConfig | None = None) -> None:
-        # Attacks sharing PGD's budget (``random``) hand over a plain PGDConfig: one restart.
-        if config is not None and not isinstance(config, RestartsPGDConfig):
-            config = RestartsPGDConfig(**dataclasses.asdict(config))
-        super().__init__(config)
 
     def _run(self, model: nn.Module, x: Tensor, y: Tensor, eps: float, generator: torch.Generator) -> Tensor:
         cfg: RestartsPGDConfig = self.config

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from attacks.base import Attack, register_attack
-from attacks.gradient import FGSM, PGD, PGD_PROFILE_OVERRIDES, PGDConfig
+from attacks.gradient import FGSM, PGD, PGD_PROFILE_OVERRIDES, RestartsPGDConfig
 from attacks.semantic import GNA, GTA, GNAConfig, GTAConfig, gaussian_noise, geometric_transform
 
 #: Member order of every RANDOM draw; an index into this tuple is the "attack type".
@@ -64,13 +64,13 @@ class RandomMix(Attack):
     """
 
     description = "RANDOM (paper 000): FGSM, PGD, GNA or GTA with equal probability per batch"
-    Config = PGDConfig
+    Config = RestartsPGDConfig
     profile_overrides = PGD_PROFILE_OVERRIDES
     threat_model = "semantic"
     uses_epsilon = True
     requires = frozenset({"gradients"})
 
-    def __init__(self, config: PGDConfig | None = None) -> None:
+    def __init__(self, config: RestartsPGDConfig | None = None) -> None:
         super().__init__(config)
         self.members: tuple[Attack, ...] = (FGSM(), PGD(self.config), GNA(), GTA())
 

@@ -8,7 +8,7 @@ from torch import nn
 from attacks.base import ATTACKS, Attack, perturbation_norms, project_linf
 from attacks.criteria import RepeatedMisclassification
 from attacks.deepfool import _closest_boundary_step, deepfool
-from attacks.gradient import PGD, PGDConfig, cross_entropy_objective, input_gradient, pgd_ascent
+from attacks.gradient import cross_entropy_objective, input_gradient, pgd_ascent
 from foundation.errors import BenchError
 from foundation.registry import Spec
 from tests.conftest import accuracy
@@ -206,7 +206,9 @@ def test_new_pgd_options_leave_stored_keys_alone():
     assert ATTACKS.build("pgd", "smoke").options() == ATTACKS.build("art.pgd", "smoke").options() == smoke
     with pytest.raises(BenchError, match="has no option 'restarts'"):  # the library PGDs cannot restart this way
         ATTACKS.build("foolbox.pgd:restarts=3", "quick")
-    assert PGD(PGDConfig(steps=7)).config.restarts == 1  # e.g. ``random``'s PGD member
+    random = ATTACKS.build("random", "quick")  # its options are its PGD member's: its keys are unchanged too
+    assert random.options() == plain and random.members[1].config.restarts == 1
+    assert ATTACKS.build("random:restarts=2", "quick").members[1].config.restarts == 2
 
 
 # ---- L∞ unchanged ----------------------------------------------------------------------------------------------
