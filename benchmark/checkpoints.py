@@ -27,6 +27,11 @@ class Checkpoint:
     state: dict[str, Any]
     meta: dict[str, Any]
 
+    @property
+    def weights_sha256(self) -> str:
+        """The weights' sha256: recorded at training (checked on every read), computed for older checkpoints."""
+        return self.meta.get("weights_sha256") or weights_digest(self.state)
+
 
 def weights_digest(state: Mapping[str, Any]) -> str:
     """sha256 over a checkpoint's weights: every entry's name, then a tensor's dtype, shape and bytes (or a
@@ -78,20 +83,21 @@ class CheckpointCache:
         return self._read(found[0], key) if found else None
 
     def metas(self) -> list[dict[str, Any]]:
-        """The metadata of every readable checkpoint in the cache (training times, for estimates)."""
+        """The metadata of every readable checkpoint in the cache (training times, for estimates; the weights
+        are not hashed for it)."""
         metas = []
         for path in sorted(self.root.glob("*.pt")):
             name = CHECKPOINT_NAME.fullmatch(path.name)
             if name is None:
                 continue
             try:
-                metas.append(self._read(path, name.group(1)).meta)
+                metas.append(self._read(path, name.group(1), check_weights=False).meta)
             except CorruptCheckpoint:
                 continue
         return metas
 
     @staticmethod
-    def _read(path: Path, key: str) -> Checkpoint:
+    def _read(path: Path, key: str, check_weights: bool = True) -> Checkpoint:
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:
@@ -101,7 +107,7 @@ class CheckpointCache:
         if payload["meta"].get("config_hash") != key:
             raise CorruptCheckpoint(f"{path} holds config {payload['meta'].get('config_hash')}, not {key}")
         recorded = payload["meta"].get("weights_sha256")
-        if recorded is not None and weights_digest(payload["state"]) != recorded:
+        if check_weights and recorded is not None and weights_digest(payload["state"]) != recorded:
             raise CorruptCheckpoint(f"{path}: its weights do not match the sha256 recorded when it was trained")
         return Checkpoint(payload["state"], payload["meta"])
 

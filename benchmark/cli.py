@@ -326,6 +326,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    if args.stored_only and not args.name.startswith("paper"):
+        raise BenchError(f"--stored-only applies to paper000 and paper001 only; {args.name} always reads the store")
     if args.name == "leaderboard":
         from benchmark.leaderboard import write_leaderboard
 

@@ -51,7 +51,7 @@ class TrainedDefense:
             defense,
             job.key,
             float("nan") if seconds is None else float(seconds),
-            meta.get("weights_sha256") or weights_digest(checkpoint.state),
+            checkpoint.weights_sha256,
             dict(meta.get("fit_summary", {})),
         )
 

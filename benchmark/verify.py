@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from attacks.base import check_threat_model
-from benchmark.checkpoints import CheckpointCache, CorruptCheckpoint, weights_digest
+from benchmark.checkpoints import CheckpointCache, CorruptCheckpoint
 from benchmark.config import get_profile
 from benchmark.data import resolve_data_dir
 from benchmark.environment import Environment, resolve_cache_dir, resolve_device
@@ -77,11 +77,11 @@ class Verifier:
 
     def __init__(self, cache_dir: Path, data_dir: Path, device: torch.device, download: bool) -> None:
         self.cache_dir, self.data_dir, self.device, self.download = cache_dir, data_dir, device, download
-        self._defenses: dict[tuple[str, str, str], Defense] = {}
-        self._digests: dict[tuple[str, str, str], str] = {}
+        self._defenses: dict[tuple[str, str, str], tuple[Defense, str]] = {}
 
-    def defense(self, record: dict[str, Any]) -> Defense:
-        """The record's defense, rebuilt from its cached checkpoint (the record's ``config_hash``)."""
+    def defense(self, record: dict[str, Any]) -> tuple[Defense, str]:
+        """The record's defense, rebuilt from its cached checkpoint (the record's ``config_hash``), and the
+        checkpoint's weights sha256."""
         key, profile, dataset = record["config_hash"], record["profile"], record.get("dataset") or "mnist"
         if (key, profile, dataset) not in self._defenses:
             try:
@@ -98,22 +98,8 @@ class Verifier:
                 defense.load_state_dict(checkpoint.state)
             except (KeyError, RuntimeError) as error:
                 raise BenchError(f"checkpoint {key} does not fit {spec} ({error})") from None
-            self._defenses[(key, profile, dataset)] = defense.to(self.device)
-            self._digests[(key, profile, dataset)] = weights_digest(checkpoint.state)
+            self._defenses[(key, profile, dataset)] = (defense.to(self.device), checkpoint.weights_sha256)
         return self._defenses[(key, profile, dataset)]
-
-    def weights_problem(self, record: dict[str, Any]) -> str | None:
-        """Why the cached checkpoint is not the one the record measured (``None`` if it is, or if the record
-        predates weight digests)."""
-        self.defense(record)
-        recorded = record.get("weights_sha256")
-        digest = self._digests[(record["config_hash"], record["profile"], record.get("dataset") or "mnist")]
-        if recorded is None or digest == recorded:
-            return None
-        return (
-            f"checkpoint {record['config_hash']} holds other weights than the cell was computed on "
-            f"(sha256 {digest[:12]}…, the record says {recorded[:12]}…)"
-        )
 
     def environment(self, record: dict[str, Any]) -> Environment:
         profile, dataset = get_profile(record["profile"]), record.get("dataset") or "mnist"
@@ -133,10 +119,13 @@ class Verifier:
             x_adv = torch.load(path, map_location="cpu", weights_only=True)["x_adv"]
         except Exception as error:
             return verdict(f"{path.name} cannot be read ({type(error).__name__}: {error})")
-        defense, env = self.defense(record), self.environment(record)
-        weights = self.weights_problem(record)
-        if weights is not None:
-            return verdict(weights)
+        (defense, digest), env = self.defense(record), self.environment(record)
+        recorded = record.get("weights_sha256")  # absent from records that predate weight digests
+        if recorded is not None and recorded != digest:
+            return verdict(
+                f"checkpoint {record['config_hash']} holds other weights than the cell was computed on "
+                f"(sha256 {digest[:12]}…, the record says {recorded[:12]}…)"
+            )
         x, y = (tensor.to(self.device) for tensor in env.test_points(record["seed"], record["n"]))
         if not isinstance(x_adv, torch.Tensor):
             return verdict(f"{path.name} holds no tensor")

@@ -124,6 +124,9 @@ def test_stored_only_writes_the_page_from_the_store_and_refuses_an_empty_one(tmp
 
     assert main(["report", "paper001", "--stored-only", "--out", str(tmp_path)]) == 2
     assert "no stored cell of profile 'quick'" in capsys.readouterr().err
+    assert main(["report", "html", "--stored-only", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "--stored-only applies to paper000 and paper001 only" in err and "Traceback" not in err
     (tmp_path / "cells").mkdir()
     committed = Path(__file__).resolve().parents[2] / "results" / "cells"
     for path in committed.glob("*.json"):  # the committed cnn cells: other rows show –

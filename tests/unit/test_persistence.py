@@ -38,7 +38,9 @@ def test_weights_digest_names_the_exact_weights_and_a_tampered_checkpoint_is_ref
     assert len({digest, weights_digest(nudged), weights_digest(reshaped), weights_digest({**state, "steps": 4})}) == 4
     cache = CheckpointCache(tmp_path)
     cache.save("cnn", "k", state, {"weights_sha256": digest})
-    assert cache.load("cnn", "k").meta["weights_sha256"] == digest
+    assert cache.load("cnn", "k").weights_sha256 == digest
+    cache.save("cnn", "old", state, {})  # a checkpoint from before weight digests: computed when asked
+    assert "weights_sha256" not in cache.load("cnn", "old").meta and cache.load("cnn", "old").weights_sha256 == digest
     torch.save({"state": nudged, "meta": {"config_hash": "k", "weights_sha256": digest}}, cache.path("cnn", "k"))
     with pytest.raises(CorruptCheckpoint, match="do not match the sha256 recorded"):
         cache.load("cnn", "k")
