@@ -123,10 +123,5 @@ class ArtDeepFool(ArtAttack):
             verbose=False,
         )
 
-    def _run_curve(
-        self, model: nn.Module, x: Tensor, y: Tensor, epsilons: list[float], generator: torch.Generator
-    ) -> list[Tensor]:
-        if all(eps == 0 for eps in epsilons):
-            return [x.clone() for _ in epsilons]
-        unbounded = self._generate(model, x, y, 1.0, generator)  # DeepFool has no budget: 1.0 is ignored
-        return [self.project(x, unbounded, eps) for eps in epsilons]
+    def _run_minimal(self, model: nn.Module, x: Tensor, y: Tensor, generator: torch.Generator) -> Tensor:
+        return self._generate(model, x, y, 1.0, generator)  # DeepFool has no budget: 1.0 is ignored

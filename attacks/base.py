@@ -158,6 +158,39 @@ class Attack(Plugin, ABC):
         ``criterion`` says which examples fool the model (default: one prediction of ``model``); attacks
         that stop attacking fooled points ask it through ``fooled``.
         """
+        return self._checked(model, x, y, epsilons, generator, criterion, minimal=False)[0]
+
+    @final
+    def run_minimal_curve(
+        self,
+        model: nn.Module,
+        x: Tensor,
+        y: Tensor,
+        epsilons: Sequence[float],
+        *,
+        generator: torch.Generator | None = None,
+        criterion: Criterion | None = None,
+    ) -> tuple[list[Tensor], Tensor]:
+        """A minimisation attack's examples for each epsilon, and the unbounded ones they are projected from.
+
+        The unbounded examples are each point's smallest adversarial found (the point itself where none
+        was): they are checked to be finite and in the box, their size being what the attack measures.
+        """
+        if not self.minimization:
+            raise BenchError(f"{self.name} is not a minimisation attack: it has no unbounded examples")
+        return self._checked(model, x, y, epsilons, generator, criterion, minimal=True)
+
+    def _checked(
+        self,
+        model: nn.Module,
+        x: Tensor,
+        y: Tensor,
+        epsilons: Sequence[float | None],
+        generator: torch.Generator | None,
+        criterion: Criterion | None,
+        *,
+        minimal: bool,
+    ) -> tuple[list[Tensor], Tensor | None]:
         dimension = x[0].numel() if len(x) else None
         epsilons = [
             validate_epsilon(eps, self.threat_model, dimension) if self.uses_epsilon or eps is not None else None
@@ -171,12 +204,17 @@ class Attack(Plugin, ABC):
             generator = torch.Generator(device=x.device).manual_seed(0)
         self._criterion = criterion if criterion is not None else Misclassification(model)
         try:
-            adversarials = self._run_curve(model, x, y, epsilons, generator)
+            if minimal:
+                adversarials, unbounded = self._minimal_curve(model, x, y, epsilons, generator)
+            else:
+                adversarials, unbounded = self._run_curve(model, x, y, epsilons, generator), None
         finally:
             del self._criterion
         for eps, x_adv in zip(epsilons, adversarials, strict=True):
             check_threat_model(x, x_adv, self.threat_model, eps, attack=self.name)
-        return adversarials
+        if unbounded is not None:
+            check_threat_model(x, unbounded, self.threat_model, None, attack=self.name)
+        return adversarials, unbounded
 
     def fooled(
         self, x_adv: Tensor, y: Tensor, *, logits: Tensor | None = None, model: nn.Module | None = None
@@ -224,8 +262,24 @@ class Attack(Plugin, ABC):
     def _run_curve(
         self, model: nn.Module, x: Tensor, y: Tensor, epsilons: list[float | None], generator: torch.Generator
     ) -> list[Tensor]:
-        """Default: one run per epsilon (fixed-budget attacks); epsilon 0 returns the inputs."""
+        """Default: one run per epsilon (fixed-budget attacks), or a minimisation attack's one run projected
+        onto each epsilon; epsilon 0 returns the inputs."""
+        if self.minimization:
+            return self._minimal_curve(model, x, y, epsilons, generator)[0]
         return [x.clone() if eps == 0 else self._run(model, x, y, eps, generator) for eps in epsilons]
+
+    def _minimal_curve(
+        self, model: nn.Module, x: Tensor, y: Tensor, epsilons: list[float], generator: torch.Generator
+    ) -> tuple[list[Tensor], Tensor]:
+        """A minimisation attack's examples per epsilon (its one run projected onto each ball) and that run."""
+        if all(eps == 0 for eps in epsilons):
+            return [x.clone() for _ in epsilons], x.clone()
+        unbounded = self._run_minimal(model, x, y, generator)
+        return [self.project(x, unbounded, eps) for eps in epsilons], unbounded
+
+    def _run_minimal(self, model: nn.Module, x: Tensor, y: Tensor, generator: torch.Generator) -> Tensor:
+        """A minimisation attack's unbounded examples: each point's smallest adversarial found, else the point."""
+        raise NotImplementedError(f"{self.name} declares minimization but implements no _run_minimal")
 
     @abstractmethod
     def _run(self, model: nn.Module, x: Tensor, y: Tensor, eps: float, generator: torch.Generator) -> Tensor:

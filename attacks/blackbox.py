@@ -166,7 +166,7 @@ def starting_points(
     return start, found
 
 
-@register_attack("hsj")
+@register_attack("art.hsj")
 class HopSkipJump(Attack):
     """HopSkipJump, L∞ or L2, untargeted (Chen, Jordan & Wainwright, "HopSkipJumpAttack: a query-efficient
     decision-based attack", IEEE S&P 2020) through ART: it sees only the predicted labels.
@@ -185,18 +185,10 @@ class HopSkipJump(Attack):
     requires = frozenset({"queries"})
     minimization = True
 
-    def _run_curve(
-        self, model: nn.Module, x: Tensor, y: Tensor, epsilons: list[float], generator: torch.Generator
-    ) -> list[Tensor]:
-        if all(eps == 0 for eps in epsilons):
-            return [x.clone() for _ in epsilons]
-        unbounded = self._minimal_adversarials(model, x, y, generator)
-        return [self.project(x, unbounded, eps) for eps in epsilons]
-
     def _run(self, model: nn.Module, x: Tensor, y: Tensor, eps: float, generator: torch.Generator) -> Tensor:
         return self._run_curve(model, x, y, [eps], generator)[0]
 
-    def _minimal_adversarials(self, model: nn.Module, x: Tensor, y: Tensor, generator: torch.Generator) -> Tensor:
+    def _run_minimal(self, model: nn.Module, x: Tensor, y: Tensor, generator: torch.Generator) -> Tensor:
         from art.attacks.evasion import HopSkipJump as ArtHopSkipJump
 
         cfg: HopSkipJumpConfig = self.config

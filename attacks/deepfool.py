@@ -91,11 +91,9 @@ class DeepFool(Attack):
     def _run(self, model: nn.Module, x: Tensor, y: Tensor, eps: float, generator: torch.Generator) -> Tensor:
         return self._run_curve(model, x, y, [eps], generator)[0]
 
-    def _run_curve(
-        self, model: nn.Module, x: Tensor, y: Tensor, epsilons: list[float], generator: torch.Generator
-    ) -> list[Tensor]:
+    def _run_minimal(self, model: nn.Module, x: Tensor, y: Tensor, generator: torch.Generator) -> Tensor:
         cfg: DeepFoolConfig = self.config
-        unbounded = deepfool(
+        return deepfool(
             model,
             x,
             y,
@@ -104,4 +102,3 @@ class DeepFool(Attack):
             overshoot=cfg.overshoot,
             threat_model=self.threat_model,
         )
-        return [self.project(x, unbounded, eps) for eps in epsilons]

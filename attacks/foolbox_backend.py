@@ -30,12 +30,23 @@ class FoolboxAttack(Attack):
     def _run_curve(
         self, model: nn.Module, x: Tensor, y: Tensor, epsilons: list[float], generator: torch.Generator
     ) -> list[Tensor]:
+        return self._foolbox_curve(model, x, y, epsilons, generator)[0]
+
+    def _minimal_curve(
+        self, model: nn.Module, x: Tensor, y: Tensor, epsilons: list[float], generator: torch.Generator
+    ) -> tuple[list[Tensor], Tensor]:
+        return self._foolbox_curve(model, x, y, epsilons, generator)
+
+    def _foolbox_curve(
+        self, model: nn.Module, x: Tensor, y: Tensor, epsilons: list[float], generator: torch.Generator
+    ) -> tuple[list[Tensor], Tensor]:
+        """Foolbox's examples clipped to each epsilon by Foolbox, and its raw (unclipped) ones."""
         import foolbox
 
         fmodel = foolbox.PyTorchModel(model, bounds=(0.0, 1.0), device=x.device)
         with seeded(derived_seed(generator), x.device):
-            _, clipped, _ = self._foolbox_attack()(fmodel, x, y, epsilons=epsilons)
-        return [adv.detach().clamp_(0.0, 1.0) for adv in clipped]
+            raw, clipped, _ = self._foolbox_attack()(fmodel, x, y, epsilons=epsilons)
+        return [adv.detach().clamp_(0.0, 1.0) for adv in clipped], raw[0].detach().clamp(0.0, 1.0)
 
     def _run(self, model: nn.Module, x: Tensor, y: Tensor, eps: float, generator: torch.Generator) -> Tensor:
         return self._run_curve(model, x, y, [eps], generator)[0]

@@ -25,11 +25,20 @@ Objective = Callable[[Tensor], Tensor]
 
 
 def objective_gradient(objective: Objective, x: Tensor) -> Tensor:
-    """Gradient of ``objective`` with respect to the input batch ``x`` only."""
+    """Gradient of ``objective`` with respect to the input batch ``x`` only.
+
+    A model whose output has no gradient path to its input (a hard threshold such as
+    ``(x >= 0.5).float()`` without BPDA) has a zero input gradient, as far as any attack can tell:
+    it is returned as zeros, so the masking diagnostic measures it and the ``masked`` flag fires,
+    instead of autograd raising.
+    """
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
-        (grad,) = torch.autograd.grad(objective(x), x)
-    return grad
+        value = objective(x)
+        if not value.requires_grad:
+            return torch.zeros_like(x)
+        (grad,) = torch.autograd.grad(value, x, allow_unused=True)
+    return torch.zeros_like(x) if grad is None else grad
 
 
 def cross_entropy_objective(model: nn.Module, y: Tensor) -> Objective:

@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from benchmark.adaptive import ADAPTIVE, run_adaptive
 from benchmark.atomic import atomic_write
 from benchmark.config import RunConfig, get_profile
 from benchmark.datasets.base import DATASETS
@@ -59,7 +60,8 @@ def evaluate(
     """Evaluate ``model`` ([0, 1] images of ``dataset``'s shape to logits) under ``attacks`` at ``epsilons``
     in the ``norm`` ball (``linf`` or ``l2``; default ε: the dataset's for that norm); returns its rows of the
     leaderboard (``attack == "worst"``: the per-point worst case), which are also written to ``out_dir`` with
-    every other row of that store."""
+    every other row of that store.  ``"adaptive"`` among ``attacks`` runs the adaptive protocol
+    (``benchmark.adaptive``) besides the other attacks named."""
     if not isinstance(model, nn.Module):
         raise BenchError(f"evaluate() needs a torch.nn.Module; got {type(model).__name__}")
     chosen = get_profile(profile)
@@ -69,9 +71,10 @@ def evaluate(
     entry = f"model_{digest[:16]}"
     setattr(sys.modules[__name__], entry, lambda: copy.deepcopy(model).cpu())
     spec = f"model:module={__name__}:entry={entry}:weights={weights}:randomized={str(randomized).lower()}:name={name}"
+    adaptive = ADAPTIVE in attacks
     config = RunConfig(
         defenses=(Spec.parse(spec),),
-        attacks=tuple(Spec.parse(attack) for attack in attacks),
+        attacks=tuple(Spec.parse(attack) for attack in attacks if attack != ADAPTIVE),
         epsilons=tuple(epsilons)
         if epsilons is not None
         else DATASETS.build(dataset, profile).default_epsilons(chosen, norm),
@@ -86,8 +89,12 @@ def evaluate(
         progress=progress,
         dataset=dataset,
     )
-    frame = run_benchmark(config)
-    failures = frame.attrs["failures"]
+    if adaptive:
+        outcome = run_adaptive(config)
+        frame, failures = outcome.frame, outcome.failures
+    else:
+        frame = run_benchmark(config)
+        failures = frame.attrs["failures"]
     if failures:
         raise BenchError(f"{len(failures)} cells failed their threat-model check: {failures[0].message}")
     rows = frame[(frame["defense"] == name) & (frame["dataset"] == dataset) & (frame["profile"] == profile)]

@@ -87,6 +87,7 @@ def _add_run(subparsers: argparse._SubParsersAction) -> None:
         default="linf",
         help="threat model of the ε-bounded attacks: linf (default) or l2 (default ε: the dataset's L2 list)",
     )
+    run.add_argument("--n-test", type=int, default=None, help="test points per defense (default: the profile's)")
     run.add_argument("--dry-run", action="store_true", help="print the plan (jobs, cells, estimates); compute nothing")
     run.add_argument(
         "--save-adversarials",
@@ -196,7 +197,7 @@ def _run_config(args: argparse.Namespace, defenses: str = "cnn", attacks: str = 
         raise BenchError(f"unknown --norm {norm!r}; {did_you_mean(norm, NORMS)}valid: {', '.join(NORMS)}")
     return RunConfig(
         defenses=tuple(DEFENSES.expand(defenses)),
-        attacks=tuple(_attacks_in(norm, attacks)),
+        attacks=tuple(_attacks_in(norm, attacks)) if attacks else (),
         epsilons=parse_epsilons(eps, norm, math.prod(dataset.input_shape))
         if eps is not None
         else dataset.default_epsilons(profile, norm),
@@ -218,6 +219,7 @@ def _run_config(args: argparse.Namespace, defenses: str = "cnn", attacks: str = 
         workers=args.workers,
         gpus_per_task=args.gpus_per_task,
         save_adversarials=getattr(args, "save_adversarials", False),
+        n_test=getattr(args, "n_test", None),
     )
 
 
@@ -245,24 +247,37 @@ def _interrupted(error: KeyboardInterrupt, store_dir: Path) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from benchmark.adaptive import ADAPTIVE
     from benchmark.leaderboard import profile_tables
     from benchmark.runner import run_benchmark
 
-    config = _run_config(args, args.defenses, args.attacks, args.eps)
+    names = [item.strip() for item in args.attacks.split(",")]
+    adaptive = ADAPTIVE in names
+    others = ",".join(name for name in names if name != ADAPTIVE)
+    config = _run_config(args, args.defenses, others if others or not adaptive else "", args.eps)
     profile = config.profile
     if args.dry_run:
         from benchmark.dry_run import describe
 
-        print(describe(config))
+        for part in _adaptive_first_stages(config) if adaptive else [config]:
+            print(describe(part))
         return 0
     try:
-        frame = run_benchmark(config)
+        if adaptive:
+            from benchmark.adaptive import run_adaptive
+
+            outcome = run_adaptive(config)
+            frame, lines = outcome.frame, outcome.lines
+            frame.attrs.update(computed=outcome.computed, failures=outcome.failures)
+        else:
+            frame, lines = run_benchmark(config), []
     except KeyboardInterrupt as error:
         return _interrupted(error, args.out)
+    labels = [s.label for s in config.attacks]
     selected = frame[
         (frame["profile"] == profile.name)
         & frame["defense"].isin([s.label for s in config.defenses])
-        & frame["attack"].isin([*(s.label for s in config.attacks), "worst"])
+        & (frame["attack"].isin([*labels, "worst"]) | adaptive)
         & (frame["eps"].round(10).isin([round(e, 10) for e in config.epsilons]) | frame["eps"].isna())
     ]
     if not selected.empty:
@@ -271,6 +286,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
             if "macro-F1" not in heading:
                 print(f"{heading}\n{table}\n")
         print("Defenses\n" + tables["defenses"])
+    for line in lines:
+        print(line)
+    for line in _masked_warnings(selected, adaptive):
+        print(line, file=sys.stderr)
     print(
         f"\n{frame.attrs['computed']} cells computed; leaderboard written to {args.out}/leaderboard.csv and "
         f"{args.out}/leaderboard.md"
@@ -279,6 +298,39 @@ def _cmd_run(args: argparse.Namespace) -> int:
     for failure in failures:
         print(f"bench: cell {failure.defense} × {failure.attack} failed: {failure.message}", file=sys.stderr)
     return EXIT_FAILED if failures else 0
+
+
+def _adaptive_first_stages(config):
+    """The first stage of the adaptive protocol, one config per defense (what ``--dry-run`` shows)."""
+    from benchmark.adaptive import first_stage, with_choices
+    from benchmark.plan import build_defense
+
+    return [
+        with_choices(
+            config,
+            spec,
+            first_stage(build_defense(spec, config.profile.name, config.dataset), config.norm, config.profile.name),
+        )
+        for spec in config.defenses
+    ]
+
+
+def _masked_warnings(frame, adaptive: bool) -> list[str]:
+    """One line per defense the ``masked`` flag fires on: its gradients mislead gradient attacks."""
+    from benchmark.adaptive import LABEL_ONLY
+
+    flagged = frame[frame["flags"].fillna("").str.contains("masked")]
+    added = ", ".join(LABEL_ONLY)
+    tail = (
+        f"the adaptive protocol added {added} at full budget"
+        if adaptive
+        else f"gradient attacks can report it robust; run --attacks adaptive (adds {added}) or add BPDA"
+    )
+    return [
+        f"bench: warning: {defense} is flagged masked (input gradients zero or missing on "
+        f"{100 * share:.0f} % of points): {tail}"
+        for defense, share in flagged.groupby("defense", sort=True)["gradient_masking_share"].max().items()
+    ]
 
 
 def _cmd_list(_: argparse.Namespace) -> int:

@@ -141,6 +141,10 @@ class RunConfig:
     norm: str = DEFAULT_NORM
     #: Store each cell's adversarial examples as ``OUT/adversarials/<cell_key>.pt`` (``bench verify`` re-checks them).
     save_adversarials: bool = False
+    #: Test points per defense (``--n-test``; default the profile's), the first of the seeded test slice.
+    n_test: int | None = None
+    #: (attack label, why it runs) pairs: the adaptive protocol's reasons, written into each record's note.
+    attack_reasons: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         from benchmark.datasets.base import DATASETS
@@ -165,6 +169,7 @@ class RunConfig:
         check_bounds(self.eot_samples, 1, MAX_EOT_SAMPLES, "--eot-samples")
         check_bounds(self.prediction_repeats, 1, MAX_PREDICTION_REPEATS, "--repeats")
         check_bounds(self.max_cells, 1, None, "--max-cells")
+        check_bounds(self.n_test, 1, self.profile.n_test, "--n-test")
 
     @property
     def effective_eot_samples(self) -> int:

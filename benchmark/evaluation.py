@@ -16,11 +16,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from attacks.base import ATTACKS, Attack
+from attacks.base import ATTACKS, Attack, perturbation_norms
 from attacks.criteria import Criterion, Misclassification, RepeatedMisclassification
 from benchmark.diagnostics import defense_diagnostics
 from benchmark.environment import Environment
-from benchmark.metrics import cell_metrics, robust_predictions
+from benchmark.metrics import cell_metrics, pack_norms, robust_predictions
 from benchmark.plan import SURROGATE_SEED_OFFSET, Cell, CleanEvaluation
 from benchmark.provenance import describe_device, library_versions
 from benchmark.training import TrainedDefense
@@ -82,6 +82,24 @@ def criterion(defense: Defense, attack: Attack, attacked: nn.Module, repeats: in
     return RepeatedMisclassification(predict, repeats, stochastic=defense.randomized)
 
 
+def missing_capability(cell: Cell, attack: Attack, defense: Defense, clean_record: dict[str, Any]) -> str | None:
+    """Why the cell's attack cannot run on its defense, or ``None``.
+
+    Besides what the defense declares it lacks, a defense whose input gradients were measured zero or
+    missing on every test point (``gradient_masking_share`` 1) has none to offer: a gradient attack
+    would only report its clean accuracy, a number that looks robust and means nothing.
+    """
+    missing = attack.requires - defense.provides
+    if missing:
+        return f"{cell.attack.label} needs {', '.join(sorted(missing))}, which {cell.defense.label} lacks"
+    if "gradients" in attack.requires and clean_record["diagnostics"].get("gradient_masking_share", 0.0) >= 1.0:
+        return (
+            f"{cell.attack.label} needs input gradients, and those of {cell.defense.label} are zero or missing "
+            "on every test point (masked); query, transfer and label-only attacks measure it, or add BPDA"
+        )
+    return None
+
+
 #: A defense's test points: images and labels (on any device; moved to the environment's).
 Points = tuple[Tensor, Tensor]
 
@@ -121,9 +139,8 @@ def evaluate_cell(
     the defense's sampling, EOT, repeated predictions) seeded from the cell's key.  With
     ``keep_adversarials`` the outcome also holds each ε's adversarial examples (for ``--save-adversarials``)."""
     attack = ATTACKS.build(cell.attack, cell.profile).for_threat_model(cell.norm)
-    missing = attack.requires - trained.defense.provides
-    if missing:
-        reason = f"{cell.attack.label} needs {', '.join(sorted(missing))}, which {cell.defense.label} lacks"
+    reason = missing_capability(cell, attack, trained.defense, clean_record)
+    if reason:
         records = [
             {**base_record(cell, key, eps, attack, trained, clean_record, env), "status": "skipped", "note": reason}
             for key, eps in zip(cell.keys, cell.epsilons, strict=True)
@@ -171,6 +188,7 @@ def _attack_and_measure(
     judge = criterion(defense, attack, model, cell.prediction_repeats, batch_size)
     generator = torch.Generator(device=device).manual_seed(cell.random_seed)
     adversarial = [x.clone() for _ in cell.epsilons]
+    minimal = x.clone() if attack.minimization else None
     epsilons = list(cell.epsilons)
     desc = f"{cell.label} {','.join('budget' if e is None else f'ε={e:g}' for e in epsilons)}"
     start = time.perf_counter()
@@ -178,12 +196,22 @@ def _attack_and_measure(
         batches = range(0, len(attacked), batch_size)
         for first in progress(batches, desc=desc, total=len(batches)):
             index = attacked[first : first + batch_size]
-            curve = attack.run_curve(model, x[index], y[index], epsilons, generator=generator, criterion=judge)
+            if minimal is None:
+                curve = attack.run_curve(model, x[index], y[index], epsilons, generator=generator, criterion=judge)
+            else:
+                curve, minimal[index] = attack.run_minimal_curve(
+                    model, x[index], y[index], epsilons, generator=generator, criterion=judge
+                )
             for target, x_adv in zip(adversarial, curve, strict=True):
                 target[index] = x_adv
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
+    smallest = (
+        {}
+        if minimal is None
+        else {"minimal_norms": pack_norms(minimal_norms(defense, cell, attack, minimal, x, y, clean, batch_size))}
+    )
     records, kept = [], {}
     for key, eps, x_adv in zip(cell.keys, epsilons, adversarial, strict=True):
         predictions = repeated_predictions(defense, x_adv, y, cell.prediction_repeats, batch_size)
@@ -194,11 +222,26 @@ def _attack_and_measure(
         record = base_record(cell, key, eps, attack, trained, clean_record, env)
         record.update(cell_metrics(y, clean_correct, predictions, x, x_adv))
         record.update(defense.evaluation_metrics(x[attacked], x_adv[attacked]))
-        record.update(status="ok", attack_seconds=seconds, note=_note(cell, attack))
+        record.update(status="ok", attack_seconds=seconds, note=_note(cell, attack), **smallest)
         records.append(record)
         if keep_adversarials:
             kept[key] = x_adv.detach().to("cpu", torch.float32)
     return CellOutcome(cell, records, adversarials=kept)
+
+
+def minimal_norms(
+    defense: Defense, cell: Cell, attack: Attack, minimal: Tensor, x: Tensor, y: Tensor, clean: Tensor, batch_size: int
+) -> Tensor:
+    """Each point's smallest adversarial perturbation ε* that the minimisation attack found, in its threat
+    model's norm, judged by the table's rule: 0 for points the defense gets wrong clean, infinity where
+    the attack's unbounded example does not fool the defense."""
+    predictions = repeated_predictions(defense, minimal, y, cell.prediction_repeats, batch_size)
+    untouched = (minimal == x).flatten(1).all(dim=1)
+    fooled = (predictions != y) & ~untouched
+    linf, l2 = perturbation_norms(x, minimal)
+    sizes = linf if attack.threat_model == "linf" else l2
+    infinite = torch.full_like(sizes, float("inf"))
+    return torch.where(clean != y, torch.zeros_like(sizes), torch.where(fooled, sizes, infinite))
 
 
 def base_record(
@@ -242,4 +285,6 @@ def _note(cell: Cell, attack: Attack) -> str:
     notes = ["one run for the whole ε-curve"] if len(cell.epsilons) > 1 else []
     if attack.surrogate is not None:
         notes.append(f"transfer from surrogate {attack.surrogate} (seed {cell.seed + SURROGATE_SEED_OFFSET})")
+    if cell.reason:
+        notes.append(f"adaptive: {cell.reason}")
     return "; ".join(notes)

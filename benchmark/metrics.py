@@ -63,3 +63,17 @@ def pack_mask(mask: Tensor) -> str:
 
 def unpack_mask(text: str, n: int) -> np.ndarray:
     return np.unpackbits(np.frombuffer(bytes.fromhex(text), dtype=np.uint8))[:n].astype(bool)
+
+
+def pack_norms(norms: Tensor) -> str:
+    """Per-point perturbation sizes as compact hex: float16, rounded up (never below the size found), so a
+    stored ε* never claims a smaller perturbation than the attack's; infinity marks points not broken."""
+    values = norms.detach().cpu().numpy().astype(np.float32)
+    half = values.astype(np.float16)
+    below = half.astype(np.float32) < values
+    half[below] = np.nextafter(half[below], np.float16(np.inf))
+    return half.astype(">f2").tobytes().hex()
+
+
+def unpack_norms(text: str, n: int) -> np.ndarray:
+    return np.frombuffer(bytes.fromhex(text), dtype=">f2")[:n].astype(np.float64)

@@ -72,6 +72,8 @@ class Cell:
     dataset: str = DEFAULT_DATASET
     #: The norm ball of the cell's ε (``--norm``); semantic attacks ignore it.
     norm: str = DEFAULT_NORM
+    #: Why the attack runs on this defense (the adaptive protocol's choice), for the records' note.
+    reason: str = ""
 
     @property
     def label(self) -> str:
@@ -169,7 +171,8 @@ class Planner:
     def n_test(self, defense: Defense) -> int:
         """Test points for a defense: the profile's, capped by the defense's own budget if it has one."""
         profile = self.config.profile
-        return min(profile.n_test, defense.test_points.get(profile.name, profile.n_test))
+        chosen = self.config.n_test or profile.n_test
+        return min(chosen, defense.test_points.get(profile.name, profile.n_test))
 
     def prediction_repeats(self, defense: Defense) -> int:
         """How many predictions the table's rule draws per point: the run's repeats if randomized, else one."""
@@ -238,6 +241,7 @@ class Planner:
                 surrogate_key=None if surrogate is None else surrogate.key,
                 dataset=self.config.dataset,
                 norm=self.config.norm,
+                reason=dict(self.config.attack_reasons).get(attack_spec.label, ""),
             )
             for group in groups
         ]

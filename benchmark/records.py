@@ -107,6 +107,7 @@ OPTIONAL_FIELDS: dict[str, tuple[Check, str]] = {
     "note": (lambda v: v is None or isinstance(v, str), "text or null"),
     "adversarials_sha256": (_sha256, "a sha256 hex digest"),
     "weights_sha256": (_sha256, "a sha256 hex digest"),
+    "minimal_norms": (_hex, "a hex string"),
 }
 #: Fields of a clean-evaluation record (a defense's clean predictions on a test slice).
 CLEAN_FIELDS: dict[str, tuple[Check, str]] = {
@@ -153,6 +154,9 @@ def cell_problem(record: Any, key: str) -> str | None:
     points = record.get("robust_points")
     if points is not None and len(points) != 2 * math.ceil(record["n"] / 8):
         return f"robust_points holds {len(points) * 4} bits, not {record['n']} points"
+    norms = record.get("minimal_norms")
+    if norms is not None and len(norms) != 4 * record["n"]:
+        return f"minimal_norms holds {len(norms) // 4} sizes, not {record['n']} points"
     return None
 
 

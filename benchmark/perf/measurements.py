@@ -21,13 +21,15 @@ COLUMNS = (
     "ratio_to_reference",
     "note",
     "robust_accuracy",
+    "median_perturbation",
 )
 #: The suite's sections; ``run`` (hours on a CPU) is left out unless asked for.
 ATTACKS, DEEPFOOL, WORST, TRAINING, ABS, RUN = "attacks", "deepfool", "worst", "training", "abs", "run"
 STARTUP = "startup"
 SCALE = "scale"
-SECTIONS = (ATTACKS, DEEPFOOL, WORST, TRAINING, ABS, STARTUP, SCALE, RUN)
-DEFAULT_SECTIONS = (ATTACKS, DEEPFOOL, WORST, TRAINING, ABS, STARTUP)
+DECISION = "decision"
+SECTIONS = (ATTACKS, DEEPFOOL, WORST, DECISION, TRAINING, ABS, STARTUP, SCALE, RUN)
+DEFAULT_SECTIONS = (ATTACKS, DEEPFOOL, WORST, DECISION, TRAINING, ABS, STARTUP)
 #: Sections that time MNIST-only defenses (paper 000's VAEs, ABS, every built-in defense's run).
 MNIST_ONLY = (TRAINING, ABS, RUN)
 #: Notes of measurements whose command failed start with this (their targets count as not met).
@@ -47,6 +49,8 @@ class Measurement:
     ratio_to_reference: float  # images/s over the reference contender's (NaN without a reference)
     note: str = ""
     robust_accuracy: float = math.nan
+    #: Median size of the perturbations a minimisation attack found (the ``decision`` section).
+    median_perturbation: float = math.nan
 
 
 def wall_time(

@@ -11,6 +11,7 @@ from benchmark.datasets.base import DEFAULT_DATASET
 from benchmark.perf import measurements as sections
 from benchmark.perf.abs_inference import abs_rows
 from benchmark.perf.attack_contenders import DEEPFOOL_TASK, FGSM_TASK, PGD_TASK, WORST_TASK, attack_rows
+from benchmark.perf.decision import decision_rows
 from benchmark.perf.measurements import Measurement
 from benchmark.perf.report import write_report
 from benchmark.perf.run_wall import run_rows
@@ -24,6 +25,7 @@ SECTION_RUNNERS: dict[str, Callable[[Workbench, str], list[Measurement]]] = {
     sections.ATTACKS: lambda bench, name: attack_rows(bench, name, [PGD_TASK, FGSM_TASK]),
     sections.DEEPFOOL: lambda bench, name: attack_rows(bench, name, [DEEPFOOL_TASK]),
     sections.WORST: lambda bench, name: attack_rows(bench, name, [WORST_TASK]),
+    sections.DECISION: decision_rows,
     sections.TRAINING: training_rows,
     sections.ABS: abs_rows,
     sections.STARTUP: startup_rows,
@@ -65,7 +67,8 @@ def kept_rows(csv_path: Path, chosen: tuple[str, ...]) -> list[Measurement]:
     try:
         frame = pd.read_csv(csv_path, keep_default_na=False, na_values=[""])
         frame["note"] = frame["note"].fillna("").astype(str)
-        rows = [Measurement(**record) for record in frame[list(sections.COLUMNS)].to_dict("records")]
+        present = [column for column in sections.COLUMNS if column in frame]  # older files lack newer columns
+        rows = [Measurement(**record) for record in frame[present].to_dict("records")]
     except (ValueError, KeyError, TypeError, pd.errors.ParserError) as error:
         raise BenchError(f"{csv_path} is not a perf CSV ({error}); remove it or choose another --out") from None
     return [row for row in rows if row.section in sections.SECTIONS and row.section not in chosen]

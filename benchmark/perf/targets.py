@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass
 import pandas as pd
 
 from benchmark.perf import attack_contenders as attacks
+from benchmark.perf import decision, run_wall, scale, startup, training
 from benchmark.perf import measurements as sections
-from benchmark.perf import run_wall, scale, startup, training
 from benchmark.perf.measurements import FAILED
 
 MET, NOT_MET, NOT_MEASURED = "met", "not met", "not measured"
@@ -22,6 +22,7 @@ SAME_ROBUST_ACCURACY = 0.01
 PGD_RATIO_OFF, PGD_RATIO_ON = 0.95, 3.0
 DEEPFOOL_RATIO_FOOLBOX, DEEPFOOL_RATIO_ART = 1.0, 3.0
 TRAINING_SLOWDOWN = 1.1
+DECISION_RATIO = 10.0
 RUN_SECONDS = {"cold": 30 * 60, "warm": 5 * 60, "stored": 10}
 STARTUP_SECONDS = 2.0
 #: (contender, reference, least ratio of cells/s) of the scaling section.
@@ -79,6 +80,19 @@ def _worst_case(frame: pd.DataFrame) -> Target:
     return Target(target, measured, _status(row["ratio_to_reference"] > 1 and same))
 
 
+def _decision(frame: pd.DataFrame) -> Target:
+    target = f"batched hsj ≥ {DECISION_RATIO:g}× ART's HopSkipJump images/s at a median perturbation no larger"
+    rows = frame[frame["section"] == sections.DECISION]
+    harness, art = (rows[rows["contender"] == name] for name in (decision.HARNESS, decision.ART))
+    if harness.empty or art.empty:
+        return Target(target, "–", NOT_MEASURED)
+    harness, art = harness.iloc[0], art.iloc[0]
+    ratio = harness["ratio_to_reference"]
+    sizes = harness["median_perturbation"], art["median_perturbation"]
+    measured = f"{ratio:.1f}× (median L2 perturbation {sizes[0]:.3f} vs ART {sizes[1]:.3f})"
+    return Target(target, measured, _status(ratio >= DECISION_RATIO and sizes[0] <= sizes[1] + 1e-9))
+
+
 def _training(frame: pd.DataFrame, arch: str, mode: str) -> Target:
     task = training.task_name(arch, mode)
     target = f"{task} training within {TRAINING_SLOWDOWN:g}× of the hand loop"
@@ -132,6 +146,7 @@ TARGETS: list[Callable[[pd.DataFrame], Target]] = [
     lambda f: _deepfool(f, attacks.FOOLBOX, DEEPFOOL_RATIO_FOOLBOX),
     lambda f: _deepfool(f, attacks.ART, DEEPFOOL_RATIO_ART),
     _worst_case,
+    _decision,
     *(lambda f, a=arch, m=mode: _training(f, a, m) for arch in training.ARCHS for mode in training.MODES),
     *(lambda f, t=task: _startup(f, t) for task in startup.TASKS),
     *(lambda f, p=phase: _run(f, p) for phase in run_wall.PHASES),

@@ -40,13 +40,13 @@ ABS_PAPER_LINF = {"CNN": 0, "Madry": 87, "ABS": 8, "Binary ABS": 77}
 ABS_PAPER_L2 = {"CNN": 8, "Madry": 35, "ABS": 80, "Binary ABS": 39}
 L2_EPS = 1.5
 WHITE_BOX = ["fgsm", "deepfool", "pgd", "autoattack"]
-BLACK_BOX = ["transfer", "square", "hsj"]
+BLACK_BOX = ["transfer", "square", "art.hsj"]
 #: The white-box attacks of the L2 column.
 L2_ATTACKS = ["pgd", "deepfool", "foolbox.ddn"]
 #: The issue's targets for the Madry row at the quick profile.
 MADRY_CLEAN, MADRY_PGD = 0.97, 0.80
 #: Query-hungry black-box attacks (left out on ABS rows below `paper`, see ``LEFT_OUT``).
-QUERY_HEAVY = {"square", "hsj"}
+QUERY_HEAVY = {"square", "art.hsj"}
 ABS_ROWS = ("abs", "binary-abs")
 #: Schott et al. attacked binary ABS by transfer from the non-binarised ABS.
 ABS_TRANSFER = "transfer:surrogate=abs"
@@ -61,14 +61,14 @@ LEFT_OUT: dict[tuple[str, str, str], str] = {
     ("binary-abs", "foolbox.ddn", "l2"): f"DDN's 50 steps through BPDA on 200 points: about an hour; {ABS_COST}",
 }
 #: HopSkipJump at about 150 queries per image: 3 boundary steps of 20·√t gradient queries (82), plus binary searches.
-ABS_HSJ = "hsj:max_iter=3:max_eval=100:init_eval=20:init_size=20"
+ABS_HSJ = "art.hsj:max_iter=3:max_eval=100:init_eval=20:init_size=20"
 #: AutoAttack's members at 10 APGD and FAB steps and 100 Square queries.
 ABS_AUTOATTACK = "autoattack:apgd_steps=10:fab_steps=10:square_queries=100"
 HSJ_COST = f"the profile's HopSkipJump asks ~1,500 queries per image, about two hours; {ABS_COST}"
 #: Below `paper` these cells run with the smaller budget of their spec instead, each for the stated reason.
 SHRUNK: dict[tuple[str, str, str], tuple[str, str]] = {
-    ("abs", "hsj", "linf"): (ABS_HSJ, HSJ_COST),
-    ("binary-abs", "hsj", "linf"): (ABS_HSJ, HSJ_COST),
+    ("abs", "art.hsj", "linf"): (ABS_HSJ, HSJ_COST),
+    ("binary-abs", "art.hsj", "linf"): (ABS_HSJ, HSJ_COST),
     ("binary-abs", "autoattack", "linf"): (
         ABS_AUTOATTACK,
         f"the profile's 9 targeted APGD and FAB runs on the ~150 points left standing take hours; {ABS_COST}",
@@ -209,7 +209,7 @@ def _newly_broken(frame: pd.DataFrame, defense: str, row: pd.Series | None) -> s
 def _abs_attacks_section(frame: pd.DataFrame) -> list[str]:
     table = []
     for defense in ABS_ROWS:
-        for attack in [ABS_TRANSFER, "hsj", BPDA_PGD]:
+        for attack in [ABS_TRANSFER, "art.hsj", BPDA_PGD]:
             row = _row_cell(frame, defense, attack)
             if row is None:
                 continue
@@ -314,7 +314,8 @@ def _robustness_section(frame: pd.DataFrame) -> list[str]:
         f"## White-box and black-box robust accuracy at ε = {EPS}, % [95 % Wilson interval]",
         "",
         "`autoattack`: standard AutoAttack (APGD-CE, APGD-T, FAB-T, Square) at the profile's budget; `transfer`: PGD "
-        "on an independently trained surrogate CNN; `square`: score-based; `hsj`: decision-based (labels only). A "
+        "on an independently trained surrogate CNN; `square`: score-based; `art.hsj`: decision-based (labels only, "
+        "ART's HopSkipJump). A "
         "black-box number far above the white-box ones is expected; one *below* them would point at a weak "
         "white-box evaluation. `worst case`: per point over every attack run on the row at this ε, including the "
         "ABS rows' own attacks below. `–`: not run at this profile; `*`: run with a smaller budget (both listed at "

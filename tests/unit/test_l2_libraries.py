@@ -33,7 +33,7 @@ BOTH_NORMS = [
     "apgd",
     "autoattack",
     "square",
-    "hsj",
+    "art.hsj",
 ]
 L2_ATTACKS = BOTH_NORMS + L2_ONLY
 #: The images are 1×8×8: an L2 ε of 8 = √64 (the box's diameter) clips nothing.
@@ -184,7 +184,7 @@ def test_bad_l2_minimisation_options_are_rejected(spec, message):
         ATTACKS.build(spec, "smoke")
 
 
-def test_hsj_starts_from_the_nearest_other_class_image_in_its_norm(linear_model, images, labels):
+def test_art_hsj_starts_from_the_nearest_other_class_image_in_its_norm(linear_model, images, labels):
     """Without random trials every start is the nearest image of another label, moved towards x to the boundary."""
     flat = images.flatten(1)
     nearest = {}
@@ -199,7 +199,7 @@ def test_hsj_starts_from_the_nearest_other_class_image_in_its_norm(linear_model,
     assert (nearest["linf"] != nearest["l2"]).any()  # the norm matters on these images
 
 
-@pytest.mark.parametrize("name", ["square", "hsj", "foolbox.pgd", "art.pgd"])
+@pytest.mark.parametrize("name", ["square", "art.hsj", "foolbox.pgd", "art.pgd"])
 def test_l2_results_are_seeded_by_the_generator(name, linear_model, images, labels):
     x, y = images[:16], labels[:16]
     first, again = (build(name)(linear_model, x, y, 0.5, generator=seeded(5)) for _ in range(2))

@@ -78,9 +78,9 @@ def test_page_puts_our_numbers_beside_the_papers(tmp_path: Path):
     black_box = next(
         line
         for line in text.splitlines()
-        if line.startswith("| Binary ABS ") and "hsj" not in line and "[" in line and "`" not in line
+        if line.startswith("| Binary ABS ") and "art.hsj" not in line and "[" in line and "`" not in line
     )
-    assert black_box.count("–") == 2  # square and hsj skip ABS rows below the paper profile
+    assert black_box.count("–") == 2  # square and art.hsj skip ABS rows below the paper profile
     assert "Proposed (PGAN-DQN)" in text and "`pgan-dqn`" in text
 
 
@@ -93,10 +93,10 @@ def test_the_abs_rows_own_attacks_count_the_points_only_they_break(tmp_path: Pat
     rows = [line for line in section.splitlines() if line.startswith("| `binary-abs`")]
     transfer_line = next(line for line in rows if "transfer" in line)
     assert "60.0 [" in transfer_line and "20 of 140" in transfer_line
-    hsj_line = next(line for line in rows if "hsj" in line)
+    hsj_line = next(line for line in rows if "art.hsj" in line)
     assert "0 of 140" in hsj_line and f"`{paper001.ABS_HSJ}`" in hsj_line
     black_box = next(line for line in text.splitlines() if line.startswith("| Binary ABS ") and "*" in line)
-    assert "70.0 [65.0, 75.0]*" in black_box  # the hsj column shows the smaller budget's cell, marked
+    assert "70.0 [65.0, 75.0]*" in black_box  # the art.hsj column shows the smaller budget's cell, marked
     worst = next(line for line in text.split("### L∞, ε = 0.3")[1].splitlines() if line.startswith("| Binary ABS"))
     assert "60.0 [" in worst  # the worst case includes the new attacks: points 20..139 survive all
 
@@ -153,7 +153,7 @@ def test_the_quick_matrix_runs_the_abs_rows_expensive_cells_at_a_smaller_budget_
     runs = {(norm, attack): defenses for norm, attack, defenses in planned}
     assert "binary-abs" not in runs["linf", "autoattack"] and runs["linf", paper001.ABS_AUTOATTACK] == ("binary-abs",)
     assert "abs" in runs["linf", "autoattack"]
-    assert runs["linf", paper001.ABS_HSJ] == ("binary-abs", "abs") and "abs" not in runs["linf", "hsj"]
+    assert runs["linf", paper001.ABS_HSJ] == ("binary-abs", "abs") and "abs" not in runs["linf", "art.hsj"]
     assert "abs" not in runs["linf", "square"] and "binary-abs" not in runs["l2", "foolbox.ddn"]
     text = paper001.write(_config(tmp_path), _records(), tmp_path / "paper001.md", "c").read_text()
     left_out = text.split("## Left out at the `quick` profile")[1]
@@ -161,5 +161,5 @@ def test_the_quick_matrix_runs_the_abs_rows_expensive_cells_at_a_smaller_budget_
     planned.clear()
     paper001.run(replace(_config(tmp_path), profile=get_profile("paper")), compute=False)
     runs = {(norm, attack): defenses for norm, attack, defenses in planned}
-    assert {"abs", "binary-abs"} <= set(runs["linf", "hsj"]) and "binary-abs" in runs["linf", "autoattack"]
+    assert {"abs", "binary-abs"} <= set(runs["linf", "art.hsj"]) and "binary-abs" in runs["linf", "autoattack"]
     assert ("linf", paper001.ABS_HSJ) not in runs and ("linf", paper001.ABS_AUTOATTACK) not in runs

@@ -220,7 +220,7 @@ def test_bad_perf_arguments_exit_2_with_one_line(tmp_path, capsys, args, message
 def test_sections_of_mnist_only_defenses_are_left_out_or_refused_on_other_datasets():
     from benchmark.perf.suite import parse_sections
 
-    assert parse_sections(None, "cifar10") == ("attacks", "deepfool", "worst", "startup")
+    assert parse_sections(None, "cifar10") == ("attacks", "deepfool", "worst", "decision", "startup")
     assert parse_sections("attacks,scale", "fashion-mnist") == ("attacks", "scale")
     with pytest.raises(BenchError, match="perf section 'abs' times MNIST-only defenses"):
         parse_sections("attacks,abs", "cifar10")

@@ -16,11 +16,12 @@ SPECS = {
     "autoattack": "autoattack:apgd_steps=5:fab_steps=5:square_queries=20",
     "apgd": "apgd:steps=5",
     "square": "square:queries=200",
-    "hsj": "hsj:max_iter=5:max_eval=100:init_eval=10:init_size=20",
+    "art.hsj": "art.hsj:max_iter=5:max_eval=100:init_eval=10:init_size=20",
+    "hsj": "hsj:queries=500:init_eval=20:init_size=20",
 }
 #: The most accuracy each may leave on the linear model at ε = 0.3 (its clean accuracy is 1).
-ACCURACY_AT_03 = {"autoattack": 0.0, "apgd": 0.0, "square": 0.1, "hsj": 0.25}
-BLACK_BOX = ["square", "hsj"]
+ACCURACY_AT_03 = {"autoattack": 0.0, "apgd": 0.0, "square": 0.1, "art.hsj": 0.25, "hsj": 0.25}
+BLACK_BOX = ["square", "art.hsj", "hsj"]
 
 
 def build(name: str):
@@ -74,7 +75,10 @@ def test_declared_threat_model_backend_and_capabilities():
         "autoattack": ("torchattacks", {"gradients"}, False),
         "apgd": ("torchattacks", {"gradients"}, False),
         "square": ("torchattacks", {"queries"}, False),
-        "hsj": ("art", {"queries"}, True),
+        "art.hsj": ("art", {"queries"}, True),
+        "hsj": ("native", {"queries"}, True),
+        "boundary": ("native", {"queries"}, True),
+        "pointwise": ("native", {"queries"}, True),
     }
     for name, (backend, requires, minimization) in expected.items():
         cls = ATTACKS.get(name)
@@ -137,9 +141,9 @@ def test_black_box_attacks_need_only_queries(name, linear_model, images, labels)
     assert accuracy(linear_model, x_adv, labels) <= ACCURACY_AT_03[name]
 
 
-def test_hsj_is_one_minimisation_run_projected_onto_each_ball(linear_model, images, labels):
+def test_art_hsj_is_one_minimisation_run_projected_onto_each_ball(linear_model, images, labels):
     epsilons = [0.02, 0.05, 0.1, 0.2, 0.3, 1.0]
-    curve = build("hsj").run_curve(linear_model, images, labels, epsilons, generator=seeded())
+    curve = build("art.hsj").run_curve(linear_model, images, labels, epsilons, generator=seeded())
     accuracies = [accuracy(linear_model, x_adv, labels) for x_adv in curve]
     assert accuracies == sorted(accuracies, reverse=True)
     assert accuracies[0] > accuracies[-1] == 0.0
@@ -181,8 +185,8 @@ def test_profiles_change_budgets_only():
         SquareConfig(1000),
         SquareConfig(100),
     ]
-    assert ATTACKS.build("hsj", "paper").config == HopSkipJumpConfig(50, 10_000, 100, 100)
-    smoke = ATTACKS.build("hsj", "smoke").config
+    assert ATTACKS.build("art.hsj", "paper").config == HopSkipJumpConfig(50, 10_000, 100, 100)
+    smoke = ATTACKS.build("art.hsj", "smoke").config
     assert smoke.max_iter < 50 and smoke.max_eval < 10_000
 
 
@@ -194,8 +198,11 @@ def test_profiles_change_budgets_only():
         ("apgd:steps=0", "steps must be at least 1"),
         ("square:queries=0", "queries must be at least 1"),
         ("square:p_init=1.5", "p_init must lie in"),
+        ("art.hsj:init_eval=200:max_eval=100", "init_eval must not exceed max_eval"),
+        ("art.hsj:max_iter=0", "max_iter must be at least 1"),
         ("hsj:init_eval=200:max_eval=100", "init_eval must not exceed max_eval"),
-        ("hsj:max_iter=0", "max_iter must be at least 1"),
+        ("boundary:source_step=2", "source_step must lie in"),
+        ("pointwise:queries=0", "queries must be at least 1"),
     ],
 )
 def test_bad_options_are_rejected(spec, message):
