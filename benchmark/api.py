@@ -24,6 +24,7 @@ from benchmark.config import RunConfig, get_profile
 from benchmark.datasets.base import DATASETS
 from benchmark.environment import resolve_cache_dir
 from benchmark.runner import run_benchmark
+from defenses.preprocessing import spec_text
 from foundation.errors import BenchError
 from foundation.registry import Spec
 
@@ -36,6 +37,12 @@ def _saved_weights(model: nn.Module, cache_dir: Path) -> tuple[Path, str]:
     if not path.exists():
         atomic_write(path, lambda handle: handle.write(buffer.getvalue()))
     return path, digest
+
+
+def _normalization_options(mean: Sequence[float] | None, std: Sequence[float] | None) -> str:
+    """``:mean=…:std=…`` of the model spec (nothing without them; the defense refuses one without the other)."""
+    given = [(name, values) for name, values in (("mean", mean), ("std", std)) if values is not None]
+    return "".join(f":{name}={spec_text(values, name)}" for name, values in given)
 
 
 def evaluate(
@@ -55,11 +62,14 @@ def evaluate(
     download: bool = True,
     progress: bool = False,
     norm: str = "linf",
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
 ) -> pd.DataFrame:
     """Evaluate ``model`` ([0, 1] images of ``dataset``'s shape to logits) under ``attacks`` at ``epsilons``
     in the ``norm`` ball (``linf`` or ``l2``; default ε: the dataset's for that norm); returns its rows of the
     leaderboard (``attack == "worst"``: the per-point worst case), which are also written to ``out_dir`` with
-    every other row of that store."""
+    every other row of that store.  ``mean`` and ``std`` (per channel) normalise the input inside the model,
+    for a model trained on normalised images: attacks and ε stay in [0, 1] pixel space."""
     if not isinstance(model, nn.Module):
         raise BenchError(f"evaluate() needs a torch.nn.Module; got {type(model).__name__}")
     chosen = get_profile(profile)
@@ -69,6 +79,7 @@ def evaluate(
     entry = f"model_{digest[:16]}"
     setattr(sys.modules[__name__], entry, lambda: copy.deepcopy(model).cpu())
     spec = f"model:module={__name__}:entry={entry}:weights={weights}:randomized={str(randomized).lower()}:name={name}"
+    spec += _normalization_options(mean, std)
     config = RunConfig(
         defenses=(Spec.parse(spec),),
         attacks=tuple(Spec.parse(attack) for attack in attacks),

@@ -45,6 +45,7 @@ from torch import nn
 from defenses.base import Defense, FitContext, Split, register_defense
 from defenses.checkpoint_formats import load_scripted, load_weights
 from defenses.checkpoint_formats import one_line as _one_line
+from defenses.preprocessing import Normalized, channel_values, check_channels
 from foundation.errors import BenchError, did_you_mean
 from foundation.registry import added_option
 
@@ -72,6 +73,10 @@ class ModelConfig:
     name: str = ""
     #: Or a TorchScript archive (``torch.jit.save``) instead of ``source``/``module``: the archive is the model.
     scripted: str = added_option("")
+    #: The model's input normalisation, per channel (``mean=0.4914+0.4822+0.4465:std=…``): applied inside
+    #: the model, so attacks and ε stay in [0, 1] pixel space.  Both or neither.
+    mean: str = added_option("")
+    std: str = added_option("")
 
 
 def _existing_file(text: str, option: str) -> Path:
@@ -170,6 +175,18 @@ class ModelDefense(Defense):
         #: How the weights file was laid out (``fit`` finds it); recorded as the ``train_weights_layout`` column.
         self.weights_layout = ""
         self.model = (load_scripted(path, f"option scripted of {_WHO}") if cfg.scripted else self._build(code)).eval()
+        #: ``mean`` and ``std`` per channel, empty without them; the deployed model normalises its input.
+        self.normalization = self._normalization()
+        self.deployed = Normalized(self.model, **self.normalization) if self.normalization else self.model
+
+    def _normalization(self) -> dict[str, tuple[float, ...]]:
+        cfg: ModelConfig = self.config
+        if bool(cfg.mean) != bool(cfg.std):
+            raise BenchError(f"{_WHO} needs both mean= and std= (one value per channel each), or neither")
+        return {name: channel_values(getattr(cfg, name), name, _WHO) for name in ("mean", "std") if cfg.mean}
+
+    def for_dataset(self, input_shape: tuple[int, int, int], classes: int) -> None:
+        check_channels(self.normalization, input_shape, _WHO)
 
     def _build(self, code: ModuleType) -> nn.Module:
         entry = self.config.entry
@@ -245,7 +262,7 @@ class ModelDefense(Defense):
         return {"weights_layout": self.weights_layout} if self.weights_layout else {}
 
     def deployed_model(self) -> nn.Module:
-        return self.model
+        return self.deployed
 
     def modules(self) -> dict[str, nn.Module]:
         return {"model": self.model}

@@ -1,4 +1,4 @@
-"""`bench run` on a user's checkpoint as the ecosystem saves it: every layout, one trained model, the same points right."""
+"""`bench run` on checkpoints as the ecosystem saves them: every layout of one trained model, the same numbers."""
 
 from __future__ import annotations
 
@@ -135,10 +135,15 @@ def _malformed(root: Path, model: nn.Module) -> dict[str, tuple[str, str]]:
     }
 
 
-@pytest.mark.parametrize(
-    "case",
-    ["checkpoint without a state dict", "prefixed and short of keys", "truncated safetensors", "scripted= a state dict"],
-)
+MALFORMED = [
+    "checkpoint without a state dict",
+    "prefixed and short of keys",
+    "truncated safetensors",
+    "scripted= a state dict",
+]
+
+
+@pytest.mark.parametrize("case", MALFORMED)
 def test_each_malformed_checkpoint_exits_2_in_one_line(bench, tmp_path, trained, case):
     options, message = _malformed(tmp_path, trained)[case]
     args = ("run", "--defenses", f"model:{options}", "--attacks", "fgsm", "--eps", "0.1", "--out", str(tmp_path / "o"))
