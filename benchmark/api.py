@@ -64,12 +64,14 @@ def evaluate(
     norm: str = "linf",
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    n_test: int | None = None,
 ) -> pd.DataFrame:
     """Evaluate ``model`` ([0, 1] images of ``dataset``'s shape to logits) under ``attacks`` at ``epsilons``
     in the ``norm`` ball (``linf`` or ``l2``; default ε: the dataset's for that norm); returns its rows of the
     leaderboard (``attack == "worst"``: the per-point worst case), which are also written to ``out_dir`` with
     every other row of that store.  ``mean`` and ``std`` (per channel) normalise the input inside the model,
-    for a model trained on normalised images: attacks and ε stay in [0, 1] pixel space."""
+    for a model trained on normalised images: attacks and ε stay in [0, 1] pixel space.  ``n_test`` is the
+    number of test points (RobustBench's ``n_examples``; default: the profile's)."""
     if not isinstance(model, nn.Module):
         raise BenchError(f"evaluate() needs a torch.nn.Module; got {type(model).__name__}")
     chosen = get_profile(profile)
@@ -96,10 +98,12 @@ def evaluate(
         download=download,
         progress=progress,
         dataset=dataset,
+        n_test=n_test,
     )
     frame = run_benchmark(config)
     failures = frame.attrs["failures"]
     if failures:
         raise BenchError(f"{len(failures)} cells failed their threat-model check: {failures[0].message}")
     rows = frame[(frame["defense"] == name) & (frame["dataset"] == dataset) & (frame["profile"] == profile)]
+    rows = rows[rows["n"] == config.effective_n_test]  # not the rows of other --n-test runs in the store
     return rows.reset_index(drop=True)

@@ -141,6 +141,9 @@ class RunConfig:
     norm: str = DEFAULT_NORM
     #: Store each cell's adversarial examples as ``OUT/adversarials/<cell_key>.pt`` (``bench verify`` re-checks them).
     save_adversarials: bool = False
+    #: Test points per defense (``--n-test``, RobustBench's ``n_examples``); ``None``: the profile's.  A
+    #: defense's own budget (ABS's) still caps it.  It enters the keys as the profile's slice size does.
+    n_test: int | None = None
 
     def __post_init__(self) -> None:
         from benchmark.datasets.base import DATASETS
@@ -165,6 +168,11 @@ class RunConfig:
         check_bounds(self.eot_samples, 1, MAX_EOT_SAMPLES, "--eot-samples")
         check_bounds(self.prediction_repeats, 1, MAX_PREDICTION_REPEATS, "--repeats")
         check_bounds(self.max_cells, 1, None, "--max-cells")
+        check_bounds(self.n_test, 1, None, "--n-test")
+
+    @property
+    def effective_n_test(self) -> int:
+        return self.n_test if self.n_test is not None else self.profile.n_test
 
     @property
     def effective_eot_samples(self) -> int:

@@ -167,9 +167,23 @@ class Planner:
         return self.job(Spec(attack.surrogate), self.config.seed + SURROGATE_SEED_OFFSET)
 
     def n_test(self, defense: Defense) -> int:
-        """Test points for a defense: the profile's, capped by the defense's own budget if it has one."""
-        profile = self.config.profile
-        return min(profile.n_test, defense.test_points.get(profile.name, profile.n_test))
+        """Test points for a defense: ``--n-test`` or the profile's, capped by the defense's own budget if it
+        has one."""
+        wanted = self.config.effective_n_test
+        return min(wanted, defense.test_points.get(self.profile, wanted))
+
+    def capped_test_points(self) -> list[str]:
+        """A line for each defense whose own budget of test points is below the run's."""
+        wanted, source = self.config.effective_n_test, "--n-test" if self.config.n_test else f"profile {self.profile}"
+        lines = []
+        for spec in self.config.defenses:
+            n = self.n_test(self.defense(spec))
+            if n < wanted:
+                lines.append(
+                    f"{spec.label}: {n:,} test points, its own budget at profile {self.profile}, not the "
+                    f"{wanted:,} of {source}"
+                )
+        return lines
 
     def prediction_repeats(self, defense: Defense) -> int:
         """How many predictions the table's rule draws per point: the run's repeats if randomized, else one."""
