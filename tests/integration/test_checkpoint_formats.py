@@ -10,12 +10,12 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from benchmark.config import get_profile
-from benchmark.data import load_mnist, make_slices
 from benchmark.store import ResultStore
 from tests.integration.conftest import leaderboard
+from tests.integration.test_model_defense import adam_steps, slices
 
 pytestmark = pytest.mark.integration
+__all__ = ["slices"]  # a fixture, used by name
 
 MODEL_FILE = """
 from torch import nn
@@ -32,25 +32,10 @@ def build() -> nn.Module:
 
 
 @pytest.fixture(scope="module")
-def slices(mnist_dir: Path):
-    full_train, test = load_mnist(mnist_dir, download=False)
-    smoke = get_profile("smoke")
-    return make_slices(full_train, test, smoke.n_train, smoke.n_val, smoke.n_test, seed=0)
-
-
-@pytest.fixture(scope="module")
 def trained(slices) -> nn.Module:
     """A small BatchNorm MLP: 300 Adam steps on the smoke training slice (a second or two)."""
     torch.manual_seed(0)
-    model, generator = build(), torch.Generator().manual_seed(0)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(300):
-        index = torch.randint(len(slices.train), (128,), generator=generator)
-        loss = nn.functional.cross_entropy(model(slices.train.x[index]), slices.train.y[index])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return model.eval()
+    return adam_steps(build(), slices.train)
 
 
 def _jit_save(model: nn.Module, path: Path) -> Path:
@@ -135,20 +120,13 @@ def _malformed(root: Path, model: nn.Module) -> dict[str, tuple[str, str]]:
     }
 
 
-MALFORMED = [
-    "checkpoint without a state dict",
-    "prefixed and short of keys",
-    "truncated safetensors",
-    "scripted= a state dict",
-]
-
-
-@pytest.mark.parametrize("case", MALFORMED)
-def test_each_malformed_checkpoint_exits_2_in_one_line(bench, tmp_path, trained, case):
-    options, message = _malformed(tmp_path, trained)[case]
-    args = ("run", "--defenses", f"model:{options}", "--attacks", "fgsm", "--eps", "0.1", "--out", str(tmp_path / "o"))
-    code, _, stderr = bench(*args)
-    assert code == 2 and "Traceback" not in stderr
-    assert stderr.count("bench: error") == 1
-    error = stderr.splitlines()[-1]
-    assert error.startswith("bench: error: ") and message in error, error
+def test_each_malformed_checkpoint_exits_2_in_one_line(bench, tmp_path, trained):
+    for case, (options, message) in _malformed(tmp_path, trained).items():
+        out = str(tmp_path / "o")
+        code, _, stderr = bench(
+            "run", "--defenses", f"model:{options}", "--attacks", "fgsm", "--eps", "0.1", "--out", out
+        )
+        assert code == 2 and "Traceback" not in stderr, case
+        assert stderr.count("bench: error") == 1, case
+        error = stderr.splitlines()[-1]
+        assert error.startswith("bench: error: ") and message in error, (case, error)

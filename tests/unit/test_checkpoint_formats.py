@@ -10,13 +10,9 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from benchmark.config import RunConfig, get_profile
-from benchmark.plan import Planner
 from defenses.base import DEFENSES
 from foundation.errors import BenchError
-from foundation.registry import Spec
-from tests.synthetic import TinyContext
-from tests.unit.test_model_defense import data, save, write
+from tests.unit.test_model_defense import data, fitted, key, save, write
 
 BATCHNORM = """
 from torch import nn
@@ -46,18 +42,6 @@ def scripted(path: Path, model: nn.Module) -> Path:
         warnings.simplefilter("ignore", FutureWarning)
         torch.jit.save(torch.jit.script(model), str(path))
     return path
-
-
-def fitted(spec: str):
-    defense = DEFENSES.build(spec, "smoke")
-    defense.fit(data(), data(), TinyContext())
-    return defense
-
-
-def key(spec: str) -> str:
-    parsed = Spec.parse(spec)
-    config = RunConfig(defenses=(parsed,), attacks=(Spec("fgsm"),), epsilons=(0.1,), profile=get_profile("smoke"))
-    return Planner(config).job(parsed, 0).key
 
 
 @pytest.fixture
@@ -98,32 +82,12 @@ def layouts(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     }
 
 
-LAYOUTS = [
-    "plain",
-    "old BatchNorm",
-    "nested under state_dict",
-    "nested under model",
-    "nested under model_state_dict",
-    "nested under net",
-    "module. prefix",
-    "nested and prefixed",
-    "safetensors",
-    "safetensors by content",
-    "TorchScript",
-]
-
-
-def test_every_layout_is_listed(tmp_path):
-    assert list(layouts(tmp_path)) == LAYOUTS
-
-
-@pytest.mark.parametrize("layout", LAYOUTS)
-def test_each_layout_loads_the_same_weights_and_is_named(tmp_path, net, layout):
-    path, name = layouts(tmp_path)[layout]
-    defense = fitted(f"model:source={net}:weights={path}")
+def test_each_layout_loads_the_same_weights_and_is_named(tmp_path, net):
     x = data().x
-    assert torch.allclose(defense.predict(x), batchnorm_net()(x))
-    assert defense.fit_summary() == {"weights_layout": name}
+    for layout, (path, name) in layouts(tmp_path).items():
+        defense = fitted(f"model:source={net}:weights={path}")
+        assert torch.allclose(defense.predict(x), batchnorm_net()(x)), layout
+        assert defense.fit_summary() == {"weights_layout": name}, layout
 
 
 def test_the_file_read_enters_the_key(tmp_path, net):
@@ -209,29 +173,11 @@ def malformed(tmp_path: Path) -> dict[str, tuple[str, str]]:
     }
 
 
-MALFORMED = [
-    "no state dict in a checkpoint",
-    "nested state dict that does not fit",
-    "prefixed state dict that does not fit",
-    "a list",
-    "truncated safetensors",
-    "truncated TorchScript weights",
-    "scripted= a state dict",
-    "scripted= truncated",
-    "scripted and source",
-]
-
-
-def test_every_malformed_case_is_listed(tmp_path):
-    assert list(malformed(tmp_path)) == MALFORMED
-
-
-@pytest.mark.parametrize("case", MALFORMED)
-def test_each_malformed_file_is_a_one_line_bench_error(tmp_path, net, case):
-    option, message = malformed(tmp_path)[case]
-    spec = f"model:{option}" if option.startswith("scripted") else f"model:source={net}:{option}"
-    with pytest.raises(BenchError) as caught:
-        fitted(spec)
-    text = str(caught.value)
-    assert "\n" not in text and message in text, text
-    assert "weights_only=False" not in text
+def test_each_malformed_file_is_a_one_line_bench_error(tmp_path, net):
+    for case, (option, message) in malformed(tmp_path).items():
+        spec = f"model:{option}" if option.startswith("scripted") else f"model:source={net}:{option}"
+        with pytest.raises(BenchError) as caught:
+            fitted(spec)
+        text = str(caught.value)
+        assert "\n" not in text and message in text, (case, text)
+        assert "weights_only=False" not in text, case
