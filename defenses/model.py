@@ -143,7 +143,10 @@ def _module_file(module: ModuleType) -> Path:
 
 @register_defense("model")
 class ModelDefense(Defense):
-    description = "Any PyTorch model: model:source=FILE.py (or module=PKG.MOD):entry=build:weights=FILE.pt"
+    description = (
+        "Any PyTorch model: model:source=FILE.py (or module=PKG.MOD, or scripted=ARCHIVE.pt):weights=FILE, "
+        "optionally mean=…:std=…"
+    )
     Config = ModelConfig
     #: ``fit`` loads weights and checks the model; nothing is trained (the harness records "not trained").
     trains: ClassVar[bool] = False

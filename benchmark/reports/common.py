@@ -11,6 +11,7 @@ from tabulate import tabulate
 
 from attacks.base import ATTACKS
 from benchmark.config import RunConfig
+from benchmark.plan import Planner
 from benchmark.runner import run_benchmark
 from defenses.base import DEFENSES
 from foundation.errors import BenchError
@@ -43,7 +44,16 @@ def run_matrix(
     failures = frame.attrs["failures"]
     if failures:
         raise RuntimeError(f"{len(failures)} cells failed: {failures[0].message}")
-    return frame[frame["profile"] == base.profile.name]
+    frame = frame[frame["profile"] == base.profile.name]
+    return frame if base.n_test is None else _on_this_runs_points(frame, config)
+
+
+def _on_this_runs_points(frame: pd.DataFrame, config: RunConfig) -> pd.DataFrame:
+    """The rows of ``config``'s defenses on the test points it chose (``--n-test``, capped per defense), not the
+    rows of other test sizes in the same store."""
+    planner = Planner(config)
+    points = {spec.label: planner.n_test(planner.defense(spec)) for spec in config.defenses}
+    return frame[[points.get(defense) in (None, n) for defense, n in zip(frame["defense"], frame["n"], strict=True)]]
 
 
 def cell(
