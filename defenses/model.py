@@ -53,6 +53,8 @@ from foundation.registry import added_option
 DEFAULT_IMAGE_SHAPE = (1, 28, 28)
 DEFAULT_NUM_CLASSES = 10
 _WHO = "defense 'model'"
+#: The layout a ``scripted=`` archive without ``weights=`` is recorded under.
+SCRIPTED_LAYOUT = "TorchScript archive, the model with its weights"
 _EXAMPLE = "e.g. model:source=net.py:entry=build:weights=net.pt"
 
 
@@ -175,8 +177,9 @@ class ModelDefense(Defense):
             self.where = f"module {cfg.module} ({self.source_file})"
         if cfg.weights:
             _existing_file(cfg.weights, "weights")  # said now, at planning, rather than after other defenses trained
-        #: How the weights file was laid out (``fit`` finds it); recorded as the ``train_weights_layout`` column.
-        self.weights_layout = ""
+        #: How the weights were laid out (``fit`` finds a weights file's); recorded as the ``train_weights_layout``
+        #: column.
+        self.weights_layout = SCRIPTED_LAYOUT if cfg.scripted else ""
         self.model = (load_scripted(path, f"option scripted of {_WHO}") if cfg.scripted else self._build(code)).eval()
         #: ``mean`` and ``std`` per channel, empty without them; the deployed model normalises its input.
         self.normalization = self._normalization()

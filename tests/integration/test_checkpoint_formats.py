@@ -93,7 +93,7 @@ def test_every_layout_gives_the_plain_state_dicts_numbers(bench, tmp_path, slice
     assert rows["clean_accuracy"].tolist() == pytest.approx([own] * len(files), abs=1e-6)
     assert rows["robust_accuracy"].nunique() == 1 and (rows["n"] == 200).all()
     recorded = {record["defense"]: record.get("train_weights_layout") for record in ResultStore(out).records()}
-    assert recorded == {**LAYOUTS, "torchscript-only": None}
+    assert recorded == {**LAYOUTS, "torchscript-only": "TorchScript archive, the model with its weights"}
 
 
 def _malformed(root: Path, model: nn.Module) -> dict[str, tuple[str, str]]:

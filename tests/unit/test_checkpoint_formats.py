@@ -111,7 +111,7 @@ def test_a_scripted_archive_is_the_model_with_no_source(tmp_path):
     defense = fitted(spec)
     x = data().x
     assert torch.allclose(defense.deployed_model()(x), batchnorm_net()(x))
-    assert defense.fit_summary() == {}  # the archive holds its weights: none are loaded
+    assert defense.fit_summary() == {"weights_layout": "TorchScript archive, the model with its weights"}
     options = DEFENSES.build(spec, "smoke").options()
     assert len(options["scripted_sha256"]) == 64 and "source_sha256" not in options
     # what TrainedDefense.restore does: build from the spec, then load the checkpoint
