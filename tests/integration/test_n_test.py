@@ -72,3 +72,14 @@ def test_evaluate_takes_n_test(tmp_path, mnist_dir, shared_cache, trained, slice
     )
     assert set(rows["attack"]) == {"fgsm", "worst"} and (rows["n"] == 30).all()
     assert rows["clean_accuracy"].iloc[0] == pytest.approx(accuracy(trained, slices.test.x[:30], slices.test.y[:30]))
+
+
+def test_verify_rechecks_a_run_on_more_points_than_the_profiles(bench, tmp_path, spec, shared_cache, mnist_dir):
+    out, unnamed = tmp_path / "out", spec.removesuffix(":name=linear")
+    args = ("--attacks", "fgsm", "--eps", "0.1", "--out", str(out), "--n-test", "250", "--save-adversarials")
+    assert bench("run", "--defenses", unnamed, *args)[0] == 0
+    (record,) = ResultStore(out).records()
+    assert record["n"] == 250  # above the smoke profile's 200
+    verify = ("verify", "--out", str(out), "--cache-dir", str(shared_cache), "--data-dir", str(mnist_dir))
+    code, stdout, stderr = bench(*verify)
+    assert code == 0 and "1 cells verified, 0 failed" in stdout, stdout + stderr
