@@ -60,8 +60,8 @@ def _travels_by_value(module: ModuleType, roots: list[Path]) -> bool:
 
 
 def shipped(entries: Iterable[str]) -> dict[str, bytes]:
-    """The registered models among ``entries``, each cloudpickled with the code that builds it."""
-    import cloudpickle
+    """The registered models among ``entries``, each cloudpickled (Ray's copy) with the code that builds it."""
+    from ray import cloudpickle
 
     roots = _installed_code_roots()
     wanted = [entry for entry in dict.fromkeys(entries) if entry in _MODELS]
