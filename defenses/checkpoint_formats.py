@@ -132,13 +132,16 @@ def state_dicts(content: Any, path: Path, what: str) -> list[tuple[str, dict[str
         raise BenchError(f"{what}: {path} holds a {type(content).__name__}, not a state dict of tensors; {_SAVE_HINT}")
     found = [(f"a checkpoint's {key!r} entry", content[key]) for key in NESTED_KEYS if is_state_dict(content.get(key))]
     if not found:
-        keys = ", ".join(repr(key) for key in list(content)[:8]) + (", …" if len(content) > 8 else "")
         nested = ", ".join(repr(key) for key in NESTED_KEYS)
         raise BenchError(
-            f"{what}: {path} holds a dict with top-level keys {keys or '(none)'} but no state dict of tensors, "
+            f"{what}: {path} holds a dict with top-level keys {_top_keys(content)} but no state dict of tensors, "
             f"at the top or under {nested}; {_SAVE_HINT}"
         )
     return found
+
+
+def _top_keys(content: dict[Any, Any]) -> str:
+    return (", ".join(repr(key) for key in list(content)[:8]) + (", …" if len(content) > 8 else "")) or "(none)"
 
 
 def _variants(state: dict[str, torch.Tensor]) -> Iterator[tuple[str, dict[str, torch.Tensor]]]:
@@ -186,7 +189,7 @@ def load_weights(model: nn.Module, path: Path, what: str, builder: str) -> str:
                 continue
             return f"{kind}, {where}{prefix}"
     # The first state dict found, without its prefixes if it had them: its keys say the most about the misfit.
-    first = len(list(_variants(candidates[0][1])))
-    raise BenchError(
-        f"{what}: {path} does not fit the model that {builder} builds: {describe_misfit(model, *refusals[first - 1])}"
-    )
+    where, state = candidates[0]
+    problem = describe_misfit(model, *refusals[len(list(_variants(state))) - 1])
+    nested = "" if content is state else f" (in {where}; the checkpoint's top-level keys: {_top_keys(content)})"
+    raise BenchError(f"{what}: {path} does not fit the model that {builder} builds: {problem}{nested}")

@@ -155,7 +155,8 @@ def malformed(tmp_path: Path) -> dict[str, tuple[str, str]]:
         ),
         "nested state dict that does not fit": (
             f"weights={save(tmp_path / 'other.pt', {'epoch': 3, 'state_dict': wrong})}",
-            "does not fit the model that",
+            "builds: missing key '2.weight' (and 5 more) (in a checkpoint's 'state_dict' entry; the checkpoint's "
+            "top-level keys: 'epoch', 'state_dict')",
         ),
         "prefixed state dict that does not fit": (
             f"weights={save(tmp_path / 'ddp.pt', {f'module.{k}': v for k, v in wrong.items()})}",
