@@ -276,6 +276,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         & frame["attack"].isin([*(s.label for s in config.attacks), "worst"])
         & (frame["eps"].round(10).isin([round(e, 10) for e in config.epsilons]) | frame["eps"].isna())
     ]
+    if config.n_test is not None:  # not the rows of the store's other test sizes
+        from benchmark.plan import Planner
+
+        selected = Planner(config).on_its_test_points(selected)
     if not selected.empty:
         tables = profile_tables(selected)
         for heading, table in tables["sections"]:

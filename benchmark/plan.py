@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from attacks.base import ATTACKS, Attack
 from benchmark.config import RunConfig, config_hash
@@ -20,6 +21,9 @@ from foundation.errors import BenchError
 from foundation.registry import Spec
 from foundation.seeding import seed_from_key
 from foundation.threat_models import DEFAULT_NORM
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: Surrogates of transfer attacks are trained with the run's seed plus this offset: another data
 #: split, initialisation and order, i.e. independently of every defense they are evaluated on.
@@ -184,6 +188,13 @@ class Planner:
                     f"{wanted:,} of {source}"
                 )
         return lines
+
+    def on_its_test_points(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The rows of a leaderboard frame whose defense is not this run's, or is on this run's test points
+        (``--n-test`` capped per defense): not the rows of other test sizes in the same store."""
+        points = {spec.label: self.n_test(self.defense(spec)) for spec in self.config.defenses}
+        kept = [points.get(defense) in (None, n) for defense, n in zip(frame["defense"], frame["n"], strict=True)]
+        return frame[kept]
 
     def prediction_repeats(self, defense: Defense) -> int:
         """How many predictions the table's rule draws per point: the run's repeats if randomized, else one."""

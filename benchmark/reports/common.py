@@ -45,15 +45,7 @@ def run_matrix(
     if failures:
         raise RuntimeError(f"{len(failures)} cells failed: {failures[0].message}")
     frame = frame[frame["profile"] == base.profile.name]
-    return frame if base.n_test is None else _on_this_runs_points(frame, config)
-
-
-def _on_this_runs_points(frame: pd.DataFrame, config: RunConfig) -> pd.DataFrame:
-    """The rows of ``config``'s defenses on the test points it chose (``--n-test``, capped per defense), not the
-    rows of other test sizes in the same store."""
-    planner = Planner(config)
-    points = {spec.label: planner.n_test(planner.defense(spec)) for spec in config.defenses}
-    return frame[[points.get(defense) in (None, n) for defense, n in zip(frame["defense"], frame["n"], strict=True)]]
+    return frame if base.n_test is None else Planner(config).on_its_test_points(frame)
 
 
 def cell(

@@ -38,6 +38,9 @@ def test_n_test_50_runs_50_points_and_records_n_50(bench, tmp_path, spec, slices
     code, stdout, _ = bench(*args[:-1], "200")  # the profile's size: the profile's cells
     assert code == 0 and "1 cells computed" in stdout
     assert sorted(record["n"] for record in ResultStore(out).records()) == [50, 200]
+    code, stdout, _ = bench(*args)  # its summary shows the 50-point rows, not the store's 200-point ones
+    row = [line for line in stdout.splitlines() if line.startswith("| linear")][-1]  # the defenses table
+    assert code == 0 and "0 cells computed" in stdout and row.split("|")[3].strip() == "50", stdout
 
 
 def test_more_points_than_the_test_set_exits_2_in_one_line(bench, tmp_path, spec):

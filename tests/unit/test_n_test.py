@@ -60,8 +60,6 @@ def test_run_report_and_perf_take_n_test(command):
 def test_a_report_reads_the_rows_on_its_own_test_points():
     import pandas as pd
 
-    from benchmark.reports.common import _on_this_runs_points
-
     frame = pd.DataFrame({"defense": ["cnn", "cnn", "abs", "abs", "other"], "n": [50, 200, 20, 200, 7]})
-    kept = _on_this_runs_points(frame, config("abs,cnn", "fgsm", n_test=50))
+    kept = Planner(config("abs,cnn", "fgsm", n_test=50)).on_its_test_points(frame)
     assert kept.to_dict("list") == {"defense": ["cnn", "abs", "other"], "n": [50, 20, 7]}
