@@ -1,42 +1,35 @@
 """``evaluate``: RobustBench's one-function ``benchmark()`` for an in-memory PyTorch model.
 
-The model goes through the same planner, threat-model guard, store and tables as any defense: its
-weights are saved (``CACHE/models/<sha256>.pt``) and it becomes a ``model`` defense whose key holds
-the weights' sha256, so a changed weight is a new row and an unchanged model is never evaluated twice.
-It runs in this process (the local executor): the module object itself cannot travel to workers.
+The model goes through the same planner, threat-model guard, store and tables as any defense: it is
+registered in ``benchmark.in_memory`` and becomes a ``model`` defense whose key holds the sha256 of its
+state dict, so a changed weight is a new row and an unchanged model is never evaluated twice.  It runs in
+this process (``executor="local"``) or on Ray workers (``executor="ray"``), which receive the model, its
+state dict and the code that builds it, and compute the local run's numbers.
 """
 
 from __future__ import annotations
 
-import copy
-import hashlib
-import io
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
-import torch
 from torch import nn
 
+from benchmark import in_memory
 from benchmark.adaptive import ADAPTIVE, run_adaptive
-from benchmark.atomic import atomic_write
 from benchmark.config import RunConfig, get_profile
 from benchmark.datasets.base import DATASETS
 from benchmark.environment import resolve_cache_dir
 from benchmark.runner import run_benchmark
+from defenses.preprocessing import spec_text
 from foundation.errors import BenchError
 from foundation.registry import Spec
 
 
-def _saved_weights(model: nn.Module, cache_dir: Path) -> tuple[Path, str]:
-    buffer = io.BytesIO()
-    torch.save({name: tensor.detach().cpu() for name, tensor in model.state_dict().items()}, buffer)
-    digest = hashlib.sha256(buffer.getvalue()).hexdigest()
-    path = cache_dir / "models" / f"{digest}.pt"
-    if not path.exists():
-        atomic_write(path, lambda handle: handle.write(buffer.getvalue()))
-    return path, digest
+def _normalization_options(mean: Sequence[float] | None, std: Sequence[float] | None) -> str:
+    """``:mean=…:std=…`` of the model spec (nothing without them; the defense refuses one without the other)."""
+    given = [(name, values) for name, values in (("mean", mean), ("std", std)) if values is not None]
+    return "".join(f":{name}={spec_text(values, name)}" for name, values in given)
 
 
 def evaluate(
@@ -56,21 +49,28 @@ def evaluate(
     download: bool = True,
     progress: bool = False,
     norm: str = "linf",
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    n_test: int | None = None,
+    executor: str = "local",
 ) -> pd.DataFrame:
     """Evaluate ``model`` ([0, 1] images of ``dataset``'s shape to logits) under ``attacks`` at ``epsilons``
     in the ``norm`` ball (``linf`` or ``l2``; default ε: the dataset's for that norm); returns its rows of the
     leaderboard (``attack == "worst"``: the per-point worst case), which are also written to ``out_dir`` with
-    every other row of that store.  ``"adaptive"`` among ``attacks`` runs the adaptive protocol
-    (``benchmark.adaptive``) besides the other attacks named."""
+    every other row of that store.  ``mean`` and ``std`` (per channel) normalise the input inside the model,
+    for a model trained on normalised images: attacks and ε stay in [0, 1] pixel space.  ``n_test`` is the
+    number of test points (RobustBench's ``n_examples``; default: the profile's).  ``executor="ray"`` runs
+    on Ray (the instance this process has initialised, else a local one started for the run).
+    ``"adaptive"`` among ``attacks`` runs the adaptive protocol (``benchmark.adaptive``) besides the other
+    attacks named."""
     if not isinstance(model, nn.Module):
         raise BenchError(f"evaluate() needs a torch.nn.Module; got {type(model).__name__}")
     chosen = get_profile(profile)
     cache = resolve_cache_dir(Path(cache_dir) if cache_dir else None)
-    weights, digest = _saved_weights(model, cache)
     # The model defense builds its module by calling ``entry`` in ``module``: a copy of this model.
-    entry = f"model_{digest[:16]}"
-    setattr(sys.modules[__name__], entry, lambda: copy.deepcopy(model).cpu())
-    spec = f"model:module={__name__}:entry={entry}:weights={weights}:randomized={str(randomized).lower()}:name={name}"
+    entry = in_memory.register(model)
+    spec = f"model:module={in_memory.__name__}:entry={entry}:randomized={str(randomized).lower()}:name={name}"
+    spec += _normalization_options(mean, std)
     adaptive = ADAPTIVE in attacks
     config = RunConfig(
         defenses=(Spec.parse(spec),),
@@ -88,6 +88,8 @@ def evaluate(
         download=download,
         progress=progress,
         dataset=dataset,
+        n_test=n_test,
+        executor=executor,
     )
     if adaptive:
         outcome = run_adaptive(config)
@@ -98,4 +100,5 @@ def evaluate(
     if failures:
         raise BenchError(f"{len(failures)} cells failed their threat-model check: {failures[0].message}")
     rows = frame[(frame["defense"] == name) & (frame["dataset"] == dataset) & (frame["profile"] == profile)]
+    rows = rows[rows["n"] == config.effective_n_test]  # not the rows of other --n-test runs in the store
     return rows.reset_index(drop=True)

@@ -54,6 +54,13 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="quick", help="smoke | quick (default) | paper")
     parser.add_argument("--dataset", default="mnist", help="mnist (default), fashion-mnist, cifar10, or a plugin's")
     _add_environment_options(parser)
+    parser.add_argument(
+        "--n-test",
+        type=int,
+        default=None,
+        help="test points per defense, 1 up to the test set's size (default: the profile's; a defense's own "
+        "budget, ABS's, still caps it)",
+    )
     parser.add_argument("--eot-samples", type=int, default=None, help="EOT draws per gradient for randomized defenses")
     parser.add_argument(
         "--repeats", type=int, default=None, help="repeated predictions for randomized defenses (all must be correct)"
@@ -111,6 +118,9 @@ def _add_perf(subparsers: argparse._SubParsersAction) -> None:
     perf.add_argument("--dataset", default="mnist", help="mnist (default), fashion-mnist, cifar10, or a plugin's")
     perf.add_argument(
         "--quick-check", action="store_true", help="tiny training and ABS budgets: checks that it runs (for tests)"
+    )
+    perf.add_argument(
+        "--n-test", type=int, default=None, help="test points of the `bench run`s the run and scale sections time"
     )
     _add_environment_options(perf)
 
@@ -219,7 +229,7 @@ def _run_config(args: argparse.Namespace, defenses: str = "cnn", attacks: str = 
         workers=args.workers,
         gpus_per_task=args.gpus_per_task,
         save_adversarials=getattr(args, "save_adversarials", False),
-        n_test=getattr(args, "n_test", None),
+        n_test=args.n_test,
     )
 
 
@@ -280,6 +290,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         & (frame["attack"].isin([*labels, "worst"]) | adaptive)
         & (frame["eps"].round(10).isin([round(e, 10) for e in config.epsilons]) | frame["eps"].isna())
     ]
+    if config.n_test is not None:  # not the rows of the store's other test sizes
+        from benchmark.plan import Planner
+
+        selected = Planner(config).on_its_test_points(selected)
     if not selected.empty:
         tables = profile_tables(selected)
         for heading, table in tables["sections"]:
@@ -396,6 +410,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
         return 0
     config = _run_config(args)
     command = f"bench report {args.name} --profile {args.profile} --seed {args.seed}"
+    if args.n_test is not None:
+        command += f" --n-test {args.n_test}"
     if args.stored_only:
         command += " --stored-only"
     try:
@@ -542,12 +558,15 @@ def _cmd_perf(args: argparse.Namespace) -> int:
         batch_size=_bounded(args.batch_size, "--batch-size", 1, 100_000),
         quick_check=args.quick_check,
         dataset=args.dataset,
+        n_test=None if args.n_test is None else _bounded(args.n_test, "--n-test"),
     )
     ensure_writable(args.out, "--out")
     ensure_writable(settings.cache_dir, "--cache-dir")
     command = (
         f"bench perf --sections {','.join(sections)} --repeats {settings.repeats} --batch-size {settings.batch_size} "
-        f"--device {args.device} --dataset {args.dataset}" + (" --quick-check" if args.quick_check else "")
+        f"--device {args.device} --dataset {args.dataset}"
+        + (" --quick-check" if args.quick_check else "")
+        + (f" --n-test {args.n_test}" if args.n_test is not None else "")
     )
     try:
         csv_path, md_path = run_perf(settings, sections, args.out, command)

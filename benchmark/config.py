@@ -141,7 +141,8 @@ class RunConfig:
     norm: str = DEFAULT_NORM
     #: Store each cell's adversarial examples as ``OUT/adversarials/<cell_key>.pt`` (``bench verify`` re-checks them).
     save_adversarials: bool = False
-    #: Test points per defense (``--n-test``; default the profile's), the first of the seeded test slice.
+    #: Test points per defense (``--n-test``, RobustBench's ``n_examples``); ``None``: the profile's.  A
+    #: defense's own budget (ABS's) still caps it.  It enters the keys as the profile's slice size does.
     n_test: int | None = None
     #: (attack label, why it runs) pairs: the adaptive protocol's reasons, written into each record's note.
     attack_reasons: tuple[tuple[str, str], ...] = ()
@@ -169,7 +170,11 @@ class RunConfig:
         check_bounds(self.eot_samples, 1, MAX_EOT_SAMPLES, "--eot-samples")
         check_bounds(self.prediction_repeats, 1, MAX_PREDICTION_REPEATS, "--repeats")
         check_bounds(self.max_cells, 1, None, "--max-cells")
-        check_bounds(self.n_test, 1, self.profile.n_test, "--n-test")
+        check_bounds(self.n_test, 1, None, "--n-test")
+
+    @property
+    def effective_n_test(self) -> int:
+        return self.n_test if self.n_test is not None else self.profile.n_test
 
     @property
     def effective_eot_samples(self) -> int:

@@ -63,13 +63,15 @@ class Environment:
     data_dir: Path
     cache_dir: Path | None  # None on Ray workers: they write no cache
     download: bool
+    #: ``--n-test``: the test slice's size instead of the profile's (it must not exceed the test set).
+    n_test: int | None = None
 
     @classmethod
     def of(cls, config: RunConfig) -> Environment:
         """A run's environment, its directories resolved (flags, then environment variables, then defaults)."""
         device, cache_dir = resolve_device(config.device), resolve_cache_dir(config.cache_dir)
         data_dir = resolve_data_dir(config.data_dir)
-        return cls(str(device), config.profile, config.dataset, data_dir, cache_dir, config.download)
+        return cls(str(device), config.profile, config.dataset, data_dir, cache_dir, config.download, config.n_test)
 
     @property
     def torch_device(self) -> torch.device:
@@ -77,8 +79,14 @@ class Environment:
 
     def slices(self, seed: int) -> DataSlices:
         """The profile's train / validation / test slices for ``seed`` (loaded once per process)."""
-        p = self.profile
-        return _slices(self.dataset, self.data_dir, self.download, self.cache_dir, p.n_train, p.n_val, p.n_test, seed)
+        p, n_test = self.profile, self.n_test or self.profile.n_test
+        slices = _slices(self.dataset, self.data_dir, self.download, self.cache_dir, p.n_train, p.n_val, n_test, seed)
+        if self.n_test is not None and len(slices.test) < self.n_test:
+            raise BenchError(
+                f"--n-test {self.n_test:,} exceeds the {len(slices.test):,} test images of {self.dataset}; "
+                f"choose at most {len(slices.test):,}"
+            )
+        return slices
 
     def test_points(self, seed: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The first ``n`` points of the seeded test slice, on the CPU (they travel to workers as they are)."""

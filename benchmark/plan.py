@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from attacks.base import ATTACKS, Attack
 from benchmark.config import RunConfig, config_hash
@@ -20,6 +21,9 @@ from foundation.errors import BenchError
 from foundation.registry import Spec
 from foundation.seeding import seed_from_key
 from foundation.threat_models import DEFAULT_NORM
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: Surrogates of transfer attacks are trained with the run's seed plus this offset: another data
 #: split, initialisation and order, i.e. independently of every defense they are evaluated on.
@@ -169,10 +173,30 @@ class Planner:
         return self.job(Spec(attack.surrogate), self.config.seed + SURROGATE_SEED_OFFSET)
 
     def n_test(self, defense: Defense) -> int:
-        """Test points for a defense: the profile's, capped by the defense's own budget if it has one."""
-        profile = self.config.profile
-        chosen = self.config.n_test or profile.n_test
-        return min(chosen, defense.test_points.get(profile.name, profile.n_test))
+        """Test points for a defense: ``--n-test`` or the profile's, capped by the defense's own budget if it
+        has one."""
+        wanted = self.config.effective_n_test
+        return min(wanted, defense.test_points.get(self.profile, wanted))
+
+    def capped_test_points(self) -> list[str]:
+        """A line for each defense whose own budget of test points is below the run's."""
+        wanted, source = self.config.effective_n_test, "--n-test" if self.config.n_test else f"profile {self.profile}"
+        lines = []
+        for spec in self.config.defenses:
+            n = self.n_test(self.defense(spec))
+            if n < wanted:
+                lines.append(
+                    f"{spec.label}: {n:,} test points, its own budget at profile {self.profile}, not the "
+                    f"{wanted:,} of {source}"
+                )
+        return lines
+
+    def on_its_test_points(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The rows of a leaderboard frame whose defense is not this run's, or is on this run's test points
+        (``--n-test`` capped per defense): not the rows of other test sizes in the same store."""
+        points = {spec.label: self.n_test(self.defense(spec)) for spec in self.config.defenses}
+        kept = [points.get(defense) in (None, n) for defense, n in zip(frame["defense"], frame["n"], strict=True)]
+        return frame[kept]
 
     def prediction_repeats(self, defense: Defense) -> int:
         """How many predictions the table's rule draws per point: the run's repeats if randomized, else one."""

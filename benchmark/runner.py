@@ -136,7 +136,10 @@ def prepare(config: RunConfig, tidy: bool = True) -> tuple[Planner, Driver, Plan
     for moved, target in driver.store.move_aside() if tidy else []:
         reporter.log(f"warning: invalid record {moved}; moved to {target}, its cell is computed again")
     planner = Planner(config)
-    return planner, driver, planner.plan(driver.store)
+    plan = planner.plan(driver.store)
+    for line in planner.capped_test_points():
+        reporter.log(line)
+    return planner, driver, plan
 
 
 def run_benchmark(config: RunConfig) -> pd.DataFrame:

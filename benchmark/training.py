@@ -37,7 +37,7 @@ class TrainedDefense:
     train_seconds: float
     #: sha256 of the checkpoint's weights (``checkpoints.weights_digest``): the exact model records measure.
     weights_sha256: str
-    summary: dict[str, float] = field(default_factory=dict)
+    summary: dict[str, float | str] = field(default_factory=dict)
 
     @classmethod
     def restore(cls, job: TrainingJob, checkpoint: Checkpoint, env: Environment) -> TrainedDefense:

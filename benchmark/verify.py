@@ -103,7 +103,8 @@ class Verifier:
 
     def environment(self, record: dict[str, Any]) -> Environment:
         profile, dataset = get_profile(record["profile"]), record.get("dataset") or "mnist"
-        return Environment(str(self.device), profile, dataset, self.data_dir, self.cache_dir, self.download)
+        larger = record["n"] if record["n"] > profile.n_test else None  # a run's --n-test above the profile's
+        return Environment(str(self.device), profile, dataset, self.data_dir, self.cache_dir, self.download, larger)
 
     def check(self, store: ResultStore, record: dict[str, Any]) -> Verdict:
         key = record["cell_key"]

@@ -14,6 +14,18 @@ from foundation.threat_models import NORMS
 WORST = "worst"
 #: The store's threat models -> RobustBench's folder names (``ThreatModel`` values); others get no file.
 THREAT_MODELS = {"linf": "Linf", "l2": "L2"}
+#: The order in which a dataset's threat models are presented: its headline first (RobustBench's
+#: leaderboards, and MNIST's since Madry et al., lead with L∞, then L2), then any other alphabetically.
+HEADLINE_THREAT_MODELS = {"mnist": ("linf", "l2"), "cifar10": ("linf", "l2")}
+DEFAULT_HEADLINE_THREAT_MODELS = ("linf", "l2")
+
+
+def threat_model_rank(dataset: str, threat_model: str) -> tuple[int, str]:
+    """A sort key presenting ``dataset``'s headline threat model first."""
+    order = HEADLINE_THREAT_MODELS.get(dataset, DEFAULT_HEADLINE_THREAT_MODELS)
+    return (order.index(threat_model) if threat_model in order else len(order), threat_model)
+
+
 #: The standard budgets of RobustBench's leaderboards, and MNIST's L∞ 0.3 and L2 1.5 (Madry et al.; Schott et al.).
 STANDARD_EPS = {
     ("mnist", "Linf"): 0.3,

@@ -128,7 +128,7 @@ class Defense(Plugin, ABC):
             model = ExpectationOverTransformation(model, eot_samples)
         return model.eval()
 
-    def fit_summary(self) -> dict[str, float]:
+    def fit_summary(self) -> dict[str, float | str]:
         """A few numbers about the finished training (e.g. epochs run), stored with the checkpoint and
         reported as ``train_<name>`` columns; none by default."""
         return {}

@@ -9,8 +9,15 @@ The key: ``options()`` adds the sha256 of the weights file and of the code's fil
 so changing one weight or one line of the model file is a new defense key (a new checkpoint and new
 cells); the paths, ``entry``, ``randomized`` and ``name`` are options and enter it as well.
 
+``scripted=model.pt`` (a TorchScript archive, ``torch.jit.save``) replaces ``source``/``module``: the
+archive is the model, and its sha256 enters the key.  The weights file may be laid out as the ecosystem
+saves them (``defenses.checkpoint_formats``: a state dict, a checkpoint nesting one, ``module.``
+prefixes, safetensors, a TorchScript archive); they are loaded as ``load_state_dict(strict=True)``
+loads them, and the layout found is recorded (``train_weights_layout``).
+
 Trust: ``source=`` and ``module=`` *run the user's code* (as ``torch.hub.load`` does); the weights
-never run code: they are read with ``torch.load(weights_only=True)``.
+never run Python code: pickles are read with ``torch.load(weights_only=True)``, safetensors hold
+tensors only, and a TorchScript archive holds TorchScript, which runs when the model is called.
 
 The user's module is built in ``__init__`` rather than lazily: the planner builds every defense
 before anything trains, so a missing file, an import error, a missing ``entry`` or an ``entry`` that
@@ -23,12 +30,9 @@ module; the weights file is read only by ``fit`` (a restore loads the checkpoint
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import importlib
 import importlib.util
-import pickle
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,12 +43,18 @@ import torch
 from torch import nn
 
 from defenses.base import Defense, FitContext, Split, register_defense
+from defenses.checkpoint_formats import load_scripted, load_weights
+from defenses.checkpoint_formats import one_line as _one_line
+from defenses.preprocessing import Normalized, channel_values, check_channels
 from foundation.errors import BenchError, did_you_mean
+from foundation.registry import added_option
 
 #: The shape and classes checked when the fit context does not say (MNIST's).
 DEFAULT_IMAGE_SHAPE = (1, 28, 28)
 DEFAULT_NUM_CLASSES = 10
 _WHO = "defense 'model'"
+#: The layout a ``scripted=`` archive without ``weights=`` is recorded under.
+SCRIPTED_LAYOUT = "TorchScript archive, the model with its weights"
 _EXAMPLE = "e.g. model:source=net.py:entry=build:weights=net.pt"
 
 
@@ -56,18 +66,19 @@ class ModelConfig:
     module: str = ""
     #: The callable that returns the ``nn.Module``; called with no arguments.
     entry: str = "build"
-    #: A state dict saved with ``torch.save(model.state_dict(), path)``; omitted: the module as built.
+    #: The weights: a state dict (``torch.save(model.state_dict(), path)``, a checkpoint nesting one, with
+    #: ``module.`` prefixes, a ``.safetensors`` file or a TorchScript archive); omitted: the module as built.
     weights: str = ""
     #: Whether the model's forward pass is stochastic (then EOT and repeated predictions apply).
     randomized: bool = False
     #: A label for the row.
     name: str = ""
-
-
-def _one_line(error: BaseException) -> str:
-    """``Type: first line of the message`` of an exception."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+    #: Or a TorchScript archive (``torch.jit.save``) instead of ``source``/``module``: the archive is the model.
+    scripted: str = added_option("")
+    #: The model's input normalisation, per channel (``mean=0.4914+0.4822+0.4465:std=…``): applied inside
+    #: the model, so attacks and ε stay in [0, 1] pixel space.  Both or neither.
+    mean: str = added_option("")
+    std: str = added_option("")
 
 
 def _existing_file(text: str, option: str) -> Path:
@@ -132,52 +143,12 @@ def _module_file(module: ModuleType) -> Path:
     return Path(file)
 
 
-def load_state(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict from a weights file, read without running code (``weights_only=True``)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        # torch's message is a page of advice (including to load with weights_only=False); keep its reason
-        found = re.search(r"WeightsUnpickler error: (.*?)(?: was not an allowed global|\.\s|\n|$)", str(error))
-        reason = f" ({found.group(1).strip()})" if found else ""
-        raise BenchError(
-            f"option weights of {_WHO}: {path} holds objects other than tensors{reason}, which the harness does "
-            "not unpickle (weights_only=True); save only the tensors: torch.save(model.state_dict(), path)"
-        ) from None
-    except Exception as error:
-        raise BenchError(
-            f"option weights of {_WHO}: {path} cannot be read by torch.load(weights_only=True) (is it a file "
-            f"torch.save wrote?): {_one_line(error)}"
-        ) from None
-    if not isinstance(state, dict) or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
-    ):
-        raise BenchError(
-            f"option weights of {_WHO}: {path} holds a {type(state).__name__}, not a state dict of tensors; "
-            "save it with torch.save(model.state_dict(), path)"
-        )
-    return state
-
-
-def _misfit(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> str | None:
-    """What keeps a state dict from loading strictly: the first missing or unexpected key or size mismatch."""
-    missing = [key for key in expected if key not in state]
-    unexpected = [key for key in state if key not in expected]
-    more = lambda keys: f" (and {len(keys) - 1} more)" if len(keys) > 1 else ""  # noqa: E731
-    if missing:
-        return f"missing key {missing[0]!r}{more(missing)}"
-    if unexpected:
-        return f"unexpected key {unexpected[0]!r}{more(unexpected)}"
-    for key, tensor in expected.items():
-        if tuple(state[key].shape) != tuple(tensor.shape):
-            found, wanted = tuple(state[key].shape), tuple(tensor.shape)
-            return f"size mismatch for {key!r}: {found} in the file, {wanted} in the model"
-    return None
-
-
 @register_defense("model")
 class ModelDefense(Defense):
-    description = "Any PyTorch model: model:source=FILE.py (or module=PKG.MOD):entry=build:weights=FILE.pt"
+    description = (
+        "Any PyTorch model: model:source=FILE.py (or module=PKG.MOD, or scripted=ARCHIVE.pt):weights=FILE, "
+        "optionally mean=…:std=…"
+    )
     Config = ModelConfig
     #: ``fit`` loads weights and checks the model; nothing is trained (the harness records "not trained").
     trains: ClassVar[bool] = False
@@ -187,12 +158,17 @@ class ModelDefense(Defense):
     def __init__(self, config: Any = None) -> None:
         super().__init__(config)
         cfg: ModelConfig = self.config
-        if bool(cfg.source) == bool(cfg.module):
-            given = "both" if cfg.source else "neither"
+        given = sum(map(bool, (cfg.source, cfg.module, cfg.scripted)))
+        if given != 1:
             raise BenchError(
-                f"{_WHO} needs exactly one of source=FILE.py or module=PACKAGE.MODULE, got {given} ({_EXAMPLE})"
+                f"{_WHO} needs exactly one of source=FILE.py or module=PACKAGE.MODULE or scripted=ARCHIVE.pt, got "
+                f"{('neither', '', 'both', 'all three')[given]} ({_EXAMPLE})"
             )
-        if cfg.source:
+        self.source_file: Path | None = None
+        if cfg.scripted:
+            path = _existing_file(cfg.scripted, "scripted")
+            self.where = f"TorchScript archive {path}"
+        elif cfg.source:
             path = _existing_file(cfg.source, "source")
             code, self.source_file, self.where = _import_source(path), path, str(path)
         else:
@@ -201,7 +177,22 @@ class ModelDefense(Defense):
             self.where = f"module {cfg.module} ({self.source_file})"
         if cfg.weights:
             _existing_file(cfg.weights, "weights")  # said now, at planning, rather than after other defenses trained
-        self.model = self._build(code).eval()
+        #: How the weights were laid out (``fit`` finds a weights file's); recorded as the ``train_weights_layout``
+        #: column.
+        self.weights_layout = SCRIPTED_LAYOUT if cfg.scripted else ""
+        self.model = (load_scripted(path, f"option scripted of {_WHO}") if cfg.scripted else self._build(code)).eval()
+        #: ``mean`` and ``std`` per channel, empty without them; the deployed model normalises its input.
+        self.normalization = self._normalization()
+        self.deployed = Normalized(self.model, **self.normalization) if self.normalization else self.model
+
+    def _normalization(self) -> dict[str, tuple[float, ...]]:
+        cfg: ModelConfig = self.config
+        if bool(cfg.mean) != bool(cfg.std):
+            raise BenchError(f"{_WHO} needs both mean= and std= (one value per channel each), or neither")
+        return {name: channel_values(getattr(cfg, name), name, _WHO) for name in ("mean", "std") if cfg.mean}
+
+    def for_dataset(self, input_shape: tuple[int, int, int], classes: int) -> None:
+        check_channels(self.normalization, input_shape, _WHO)
 
     def _build(self, code: ModuleType) -> nn.Module:
         entry = self.config.entry
@@ -227,30 +218,24 @@ class ModelDefense(Defense):
         return self.config.randomized
 
     def options(self) -> dict[str, Any]:
-        """The options plus the sha256 of the weights file and of the code's file: the defense key covers
-        the model's content, not only its paths."""
+        """The options plus the sha256 of the weights file and of the code's file (or of the TorchScript
+        archive): the defense key covers the model's content, not only its paths."""
         cfg: ModelConfig = self.config
         weights = sha256_of(_existing_file(cfg.weights, "weights"), "weights") if cfg.weights else None
+        if cfg.scripted:
+            archive = sha256_of(_existing_file(cfg.scripted, "scripted"), "scripted")
+            return {**super().options(), "weights_sha256": weights, "scripted_sha256": archive}
         source_option = "source" if cfg.source else "module"
         source = sha256_of(_existing_file(str(self.source_file), source_option), source_option)
-        return {**dataclasses.asdict(cfg), "weights_sha256": weights, "source_sha256": source}
+        return {**super().options(), "weights_sha256": weights, "source_sha256": source}
 
     def fit(self, train: Split, val: Split, ctx: FitContext) -> None:
         """Load the weights (if any) and check the model on random images; nothing is trained."""
         cfg: ModelConfig = self.config
         if cfg.weights:
             path = _existing_file(cfg.weights, "weights")
-            state = load_state(path)
-            problem = _misfit(state, self.model.state_dict())
-            if problem is None:
-                try:
-                    self.model.load_state_dict(state, strict=True)
-                except Exception as error:
-                    problem = _one_line(error)
-            if problem is not None:
-                raise BenchError(
-                    f"option weights of {_WHO}: {path} does not fit the model that {self.where} builds: {problem}"
-                )
+            self.weights_layout = load_weights(self.model, path, f"option weights of {_WHO}", self.where)
+            ctx.log(f"{self.where}: weights from {path} ({self.weights_layout})")
         self.model.eval()
         # ``image_shape`` / ``num_classes`` come with dataset-aware fit contexts; else the data says the shape.
         shape = tuple(getattr(ctx, "image_shape", None) or tuple(train.x.shape[1:]) or DEFAULT_IMAGE_SHAPE)
@@ -279,8 +264,11 @@ class ModelDefense(Defense):
         if not torch.isfinite(logits).all():
             raise BenchError(f"{self.where}: the model's logits on {batch} are not all finite (nan or inf)")
 
+    def fit_summary(self) -> dict[str, float | str]:
+        return {"weights_layout": self.weights_layout} if self.weights_layout else {}
+
     def deployed_model(self) -> nn.Module:
-        return self.model
+        return self.deployed
 
     def modules(self) -> dict[str, nn.Module]:
         return {"model": self.model}

@@ -12,7 +12,8 @@ from torch import nn
 def frozen_parameters(model: nn.Module) -> Iterator[None]:
     """Attacks need input gradients only: switch weight gradients off, then restore the flags."""
     flags = [(parameter, parameter.requires_grad) for parameter in model.parameters()]
-    model.requires_grad_(False)
+    for parameter, _ in flags:  # each parameter: TorchScript modules refuse Module.requires_grad_
+        parameter.requires_grad_(False)
     try:
         yield
     finally:

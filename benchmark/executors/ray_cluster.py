@@ -1,7 +1,8 @@
 """The Ray executor: training jobs and cells run as Ray tasks on a local instance or a cluster.
 
 What crosses the network: the frozen job and cell descriptions, the environment (device, profile,
-data directory), checkpoints (weights on the CPU) and test points through Ray's object store, and
+data directory), checkpoints (weights on the CPU), test points and in-memory models (``benchmark.evaluate``'s:
+their state dicts and the code that builds them, ``benchmark.in_memory``) through Ray's object store, and
 the records that come back.  Workers write nothing: the driver saves every checkpoint and record as
 it arrives, so the store stays consistent and resumable whatever the workers do.  A worker that
 trains loads the dataset from its own data directory, once per worker process.
@@ -16,6 +17,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from typing import Any
 
+from benchmark import in_memory
 from benchmark.checkpoints import Checkpoint
 from benchmark.config import RunConfig
 from benchmark.environment import Environment, set_threads
@@ -44,16 +46,26 @@ def _restored(job: TrainingJob, checkpoint: Checkpoint, env: Environment) -> Tra
     return _RESTORED[job.key]
 
 
-def _train_task(job: TrainingJob, env: Environment, threads: int, *dependencies: Checkpoint) -> Checkpoint:
+def _train_task(
+    job: TrainingJob, env: Environment, threads: int, models: dict[str, bytes] | None, *dependencies: Checkpoint
+) -> Checkpoint:
     set_threads(threads)
+    in_memory.install(models)
     pairs = zip(job.dependencies, dependencies, strict=True)
     return train(job, env, {dep.spec.name: _restored(dep, ckpt, env).defense for dep, ckpt in pairs}, Reporter(False))
 
 
 def _clean_task(
-    job: CleanEvaluation, training: TrainingJob, checkpoint: Checkpoint, points: Points, env: Environment, threads: int
+    job: CleanEvaluation,
+    training: TrainingJob,
+    checkpoint: Checkpoint,
+    points: Points,
+    env: Environment,
+    threads: int,
+    models: dict[str, bytes] | None,
 ) -> dict[str, Any]:
     set_threads(threads)
+    in_memory.install(models)
     return evaluate_clean(job, _restored(training, checkpoint, env), points, env)
 
 
@@ -68,11 +80,17 @@ def _cell_task(
     surrogate: TrainingJob | None,
     surrogate_checkpoint: Checkpoint | None,
     keep_adversarials: bool = False,
+    models: dict[str, bytes] | None = None,
 ) -> CellOutcome:
     set_threads(threads)
+    in_memory.install(models)
     surrogate_defense = None if surrogate is None else _restored(surrogate, surrogate_checkpoint, env).defense
     trained = _restored(training, checkpoint, env)
     return evaluate_cell(cell, trained, clean, points, env, surrogate_defense, keep_adversarials=keep_adversarials)
+
+
+def _in_memory(job: TrainingJob) -> bool:
+    return job.spec.name == "model" and dict(job.spec.options).get("module") == in_memory.__name__
 
 
 def _check_reachable(address: str) -> None:
@@ -146,6 +164,9 @@ class _Session:
         self.points: dict[tuple[int, int], Any] = {}  # (seed, n) -> object ref of the test points
         self.outstanding: dict[Any, tuple[str, Any]] = {}
         self.rewritten = time.monotonic()
+        # The plan's in-memory models, put once: every task that builds a defense installs them first.
+        entries = [dict(job.spec.options).get("entry", "") for job in plan.jobs if _in_memory(job)]
+        self.models = ray.put(in_memory.shipped(entries)) if entries else None
 
     def run(self) -> None:
         with self.locks:
@@ -171,7 +192,7 @@ class _Session:
             self.driver.reporter.log(f"{job.label}: loaded cached checkpoint {job.key}")
             return
         dependencies = [self.checkpoints[dependency.key] for dependency in job.dependencies]
-        ref = self.train_task.remote(job, self.env, self.threads, *dependencies)
+        ref = self.train_task.remote(job, self.env, self.threads, self.models, *dependencies)
         self.checkpoints[job.key] = ref
         self.outstanding[ref] = ("train", job)
         self.driver.reporter.log(f"{job.label}: training on the cluster")
@@ -190,7 +211,7 @@ class _Session:
             else:
                 training, points = self.plan.job(job.defense_key), self._points(job.seed, job.n_test)
                 checkpoint = self.checkpoints[job.defense_key]
-                ref = self.clean_task.remote(job, training, checkpoint, points, self.env, self.threads)
+                ref = self.clean_task.remote(job, training, checkpoint, points, self.env, self.threads, self.models)
                 self.cleans[job.key] = ref
                 self.outstanding[ref] = ("clean", job)
         return self.cleans[job.key]
@@ -212,6 +233,7 @@ class _Session:
             # Ray resolves object refs passed as arguments, not refs nested in other values.
             None if surrogate is None else self.checkpoints[surrogate.key],
             self.driver.config.save_adversarials,
+            self.models,
         )
         self.outstanding[ref] = ("cell", claim)
 

@@ -49,9 +49,10 @@ def run_rows(bench: Workbench, section: str, spawn: Spawn = spawn_bench) -> list
             argv += ["--device", str(s.device), "--seed", str(s.seed)]
             argv += ["--data-dir", str(s.data_dir)] if s.data_dir else []
             argv += [] if s.download else ["--no-download"]
-            log(f"{TASK}: {phase} run")
+            argv += s.run_flags()
+            log(f"{s.run_task(TASK)}: {phase} run")
             log_path = root / f"{phase}.log"
             seconds, status = spawn(argv, log_path)
             note = "" if status == 0 else f"{FAILED} (exit {status}): {_last_line(log_path)}"
-            rows.append(wall_time(section, TASK, phase, bench.device_name, seconds, 1, note))
+            rows.append(wall_time(section, s.run_task(TASK), phase, bench.device_name, seconds, 1, note))
     return rows

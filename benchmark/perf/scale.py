@@ -96,20 +96,22 @@ def scale_rows(bench: Workbench, section: str, spawn: Spawn = spawn_bench) -> li
     common = ["--device", "cpu", "--seed", str(s.seed), "--dataset", s.dataset]
     common += ["--data-dir", str(s.data_dir)] if s.data_dir else []
     common += [] if s.download else ["--no-download"]
+    common += s.run_flags()
+    task = s.run_task(TASK)
     measured: list[Measurement] = []
     with tempfile.TemporaryDirectory(prefix="bench-perf-scale-") as tmp:
         root = Path(tmp)
         common += ["--cache-dir", str(root / "cache")]
-        log(f"{TASK}: training the cnn checkpoint (untimed)")
+        log(f"{task}: training the cnn checkpoint (untimed)")
         spawn([*WARM_UP, *common, "--out", str(root / "warm-up")], root / "warm-up.log")
         with TwoNodeCluster() as address:
             for index, (name, flags) in enumerate(CONTENDERS.items()):
-                log(f"{TASK}: {name}")
+                log(f"{task}: {name}")
                 where = ["--ray-address", address] if flags else []
                 log_path = root / f"contender-{index}.log"
                 seconds, status = spawn([*MATRIX, *flags, *where, *common, "--out", str(root / str(index))], log_path)
                 note = f"{FAILED} (exit {status}): {_last_line(log_path)}" if status else "images/s column: cells/s"
-                measured.append(wall_time(section, TASK, name, bench.device_name, seconds, 1, note))
+                measured.append(wall_time(section, task, name, bench.device_name, seconds, 1, note))
             overhead = task_overhead(address)
     local_rate = CELLS / measured[0].seconds_median
     rows = [

@@ -40,6 +40,16 @@ class PerfSettings:
     batch_size: int = 256
     quick_check: bool = False  # tiny budgets: checks that every contender runs, numbers are not meaningful
     dataset: str = "mnist"
+    #: Test points of the whole ``bench run``s the ``run`` and ``scale`` sections time (``--n-test``).
+    n_test: int | None = None
+
+    def run_flags(self) -> list[str]:
+        """The ``bench run`` flags that follow from these settings' test points."""
+        return [] if self.n_test is None else ["--n-test", str(self.n_test)]
+
+    def run_task(self, task: str) -> str:
+        """A timed ``bench run``'s task label, naming its test points when they are not the profile's."""
+        return task if self.n_test is None else f"{task} --n-test {self.n_test}"
 
 
 @dataclass

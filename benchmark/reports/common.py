@@ -11,6 +11,7 @@ from tabulate import tabulate
 
 from attacks.base import ATTACKS
 from benchmark.config import RunConfig
+from benchmark.plan import Planner
 from benchmark.runner import run_benchmark
 from defenses.base import DEFENSES
 from foundation.errors import BenchError
@@ -43,7 +44,8 @@ def run_matrix(
     failures = frame.attrs["failures"]
     if failures:
         raise RuntimeError(f"{len(failures)} cells failed: {failures[0].message}")
-    return frame[frame["profile"] == base.profile.name]
+    frame = frame[frame["profile"] == base.profile.name]
+    return frame if base.n_test is None else Planner(config).on_its_test_points(frame)
 
 
 def cell(

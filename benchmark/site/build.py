@@ -2,9 +2,13 @@
 
 ``OUT/site/index.html`` ranks the defenses of each (dataset, threat model) by their per-point worst-case
 robust accuracy at the headline ε (MNIST L∞ 0.3 where there is a worst-case row at it, else the largest ε
-with one), with the paired comparison of each defense and the next in the ranking; ``OUT/site/<slug>.html``
-shows one defense: ε-curves per attack as inline SVG, its cells, their provenance and, for paper 001's
-models, the papers' own figures.  No file is fetched from anywhere: styles, script and plots are inline.
+with one), with the paired comparison of each defense and the next in the ranking.  Sections lead with
+the dataset's headline threat model (MNIST: L∞, then L2), the first one with a plot of the ranked
+defenses' worst case against ε, and every table fits a 1,280 px window (training, randomization, profile
+and the flags' explanations are on the defense pages).  ``OUT/site/<slug>.html`` shows one defense: its
+standing on the leaderboard, ε-curves per attack as inline SVG, its cells, their provenance and, for
+paper 001's models, the papers' own figures.  No file is fetched from anywhere: styles, script and plots
+are inline.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from benchmark.compare import compare
 from benchmark.datasets.base import DEFAULT_DATASET
 from benchmark.leaderboard import FLAG_LEGEND, ROBUSTNESS_RULE, WORST_CASE_RULE
 from benchmark.reports.robustbench import file_stem
-from benchmark.worst_case import THREAT_MODELS, WORST, group_cells, headline_eps
+from benchmark.worst_case import THREAT_MODELS, WORST, group_cells, headline_eps, threat_model_rank
 from foundation.errors import BenchError
 
 SITE = "site"
@@ -127,6 +131,20 @@ def _randomized(row: pd.Series) -> str:
     return f"yes (EOT {eot_text} / {repeats_text} repeats)"
 
 
+def presentation_order(dataset: str, threat_model: str) -> tuple[bool, str, tuple[int, str]]:
+    """Sections and blocks in reading order: the default dataset first, each dataset's headline threat model
+    first (MNIST: L∞, then L2)."""
+    return (dataset != DEFAULT_DATASET, dataset, threat_model_rank(dataset, threat_model))
+
+
+def _curve(worst: pd.DataFrame, headline: pd.Series) -> pd.DataFrame:
+    """A defense's worst case at every ε of the evaluation its headline row belongs to (same slice, rules)."""
+    same = worst["defense"] == headline["defense"]
+    for column in ("profile", "seed", "n", "config_hash"):
+        same &= worst[column] == headline[column]
+    return worst[same].assign(line=str(headline["defense"]))
+
+
 def _section(dataset: str, threat_model: str, part: pd.DataFrame, pages: dict[str, str], legend: dict[str, str]):
     """One ranked table: the defenses of ``part`` (the ok rows of one dataset and threat model)."""
     cells = part[part["attack"] != WORST]
@@ -135,7 +153,7 @@ def _section(dataset: str, threat_model: str, part: pd.DataFrame, pages: dict[st
     # A norm-bounded threat model is ranked at its headline ε; another (semantic) over all its cells.
     bounded = threat_model in THREAT_MODELS
     eps = headline_eps(dataset, threat_model, (worst if has_worst else cells)["eps"]) if bounded else None
-    rows, missing = [], []
+    rows, missing, curves = [], [], []
     for defense in sorted(part["defense"].unique()):
         if has_worst:
             candidates = _at(worst[worst["defense"] == defense], eps)
@@ -144,6 +162,7 @@ def _section(dataset: str, threat_model: str, part: pd.DataFrame, pages: dict[st
                 continue
             headline = _pick(candidates)
             group = group_cells(cells, headline)
+            curves.append(_curve(worst, headline))
         else:
             candidates = cells[cells["defense"] == defense]
             candidates = _at(candidates, eps) if bounded else candidates
@@ -173,6 +192,7 @@ def _section(dataset: str, threat_model: str, part: pd.DataFrame, pages: dict[st
                 "training_key": training_key,
                 "randomized": _randomized(headline if has_worst else group.iloc[0]),
                 "flags": _flag_items(_flags(headline["flags"], *group["flags"]), legend),
+                "section": f"{dataset}, {threat_model}",
                 "profile": str(headline["profile"]),
                 "n": int(headline["n"]),
             }
@@ -200,21 +220,28 @@ def _section(dataset: str, threat_model: str, part: pd.DataFrame, pages: dict[st
         "rows": rows,
         "missing": [{"defense": d, "page": f"{pages[d]}.html"} for d in missing],
         "comparisons": comparisons,
+        "curves": pd.concat(curves) if curves else None,
     }
+
+
+def index_plot(section: dict[str, Any]) -> Markup:
+    """The worst case against ε of a section's ranked defenses, one line each."""
+    title = f"Worst-case robust accuracy on {section['dataset']}, {section['threat_model']}"
+    return svg_plot(section["curves"], title, x_label=budget_label(section["threat_model"]), kind="defense")
 
 
 def index_context(frame: pd.DataFrame, pages: dict[str, str]) -> dict[str, Any]:
     legend = flag_explanations()
     ok = frame[frame["status"] == "ok"]
-    sections = [
-        _section(str(dataset), str(threat_model), part, pages, legend)
-        for (dataset, threat_model), part in ok.groupby(["dataset", "threat_model"], sort=True)
-    ]
+    parts = sorted(ok.groupby(["dataset", "threat_model"]), key=lambda item: presentation_order(*map(str, item[0])))
+    sections = [_section(str(dataset), str(model), part, pages, legend) for (dataset, model), part in parts]
+    plotted = next((section for section in sections if section["curves"] is not None), None)
     listed = {row["defense"] for section in sections for row in section["rows"]}
     listed |= {row["defense"] for section in sections for row in section["missing"]}
     others = [{"defense": d, "page": f"{pages[d]}.html"} for d in sorted(set(pages) - listed)]
     return {
         "sections": sections,
+        "plot": None if plotted is None else {"section": plotted, "svg": index_plot(plotted)},
         "others": others,
         "rules": [ROBUSTNESS_RULE, WORST_CASE_RULE, FLAG_LEGEND],
         "legend": legend,
@@ -222,6 +249,11 @@ def index_context(frame: pd.DataFrame, pages: dict[str, str]) -> dict[str, Any]:
 
 
 # --- the defense pages ----------------------------------------------------------------------------------
+
+
+def budget_label(threat_model: str) -> str:
+    """The x axis of a plot: ``ε (L∞ budget)``, ``ε (L2 budget)``."""
+    return f"ε ({ {'linf': 'L∞', 'l2': 'L2'}.get(threat_model, threat_model) } budget)"
 
 
 def _ticks(high: float, count: int = 5) -> list[float]:
@@ -232,8 +264,9 @@ def _ticks(high: float, count: int = 5) -> list[float]:
     return [round(i * step, 10) for i in range(int(high / step + 1e-9) + 1)]
 
 
-def svg_plot(cells: pd.DataFrame, title: str) -> Markup:
-    """Robust accuracy against ε, one polyline per attack with its 95 % interval as a translucent band."""
+def svg_plot(cells: pd.DataFrame, title: str, x_label: str = "ε (L∞ budget)", kind: str = "attack") -> Markup:
+    """Robust accuracy against ε, one polyline per ``line`` (an attack, or a defense: ``kind``) with its 95 %
+    interval as a translucent band."""
     width, height, left, right, top, bottom = 640, 360, 56, 16, 16, 52
     x_high = float(cells["eps"].max()) * 1.1 or 1.0
     plot_w, plot_h = width - left - right, height - top - bottom
@@ -254,7 +287,7 @@ def svg_plot(cells: pd.DataFrame, title: str) -> Markup:
         )
         for line in lines
     )
-    label = f"{title}. Robust accuracy (%) against ε per attack, with 95 % intervals. {summary}."
+    label = f"{title}. Robust accuracy (%) against ε per {kind}, with 95 % intervals. {summary}."
     parts = [
         f'<svg viewBox="0 0 {width} {height}" role="img" aria-label="{escape(label)}" class="plot">',
         f"<title>{escape(title)}</title>",
@@ -270,7 +303,7 @@ def svg_plot(cells: pd.DataFrame, title: str) -> Markup:
         parts.append(f'<line x1="{tx:.1f}" x2="{tx:.1f}" y1="{top + plot_h}" y2="{top + plot_h + 5}" class="axis"/>')
         parts.append(f'<text x="{tx:.1f}" y="{top + plot_h + 18}" text-anchor="middle">{tick:g}</text>')
     parts.append(
-        f'<text x="{left + plot_w / 2}" y="{height - 8}" text-anchor="middle" class="label">ε (L∞ budget)</text>'
+        f'<text x="{left + plot_w / 2}" y="{height - 8}" text-anchor="middle" class="label">{escape(x_label)}</text>'
     )
     parts.append(
         f'<text transform="translate(14 {top + plot_h / 2}) rotate(-90)" text-anchor="middle" class="label">'
@@ -283,7 +316,7 @@ def svg_plot(cells: pd.DataFrame, title: str) -> Markup:
         lows = [(x(r["eps"]), y(r["robust_accuracy_ci_low"])) for _, r in rows.iterrows()]
         highs = [(x(r["eps"]), y(r["robust_accuracy_ci_high"])) for _, r in rows.iterrows()]
         has_band = len(points) > 1 and rows["robust_accuracy_ci_low"].notna().all()
-        group = [f'<g class="series" data-attack="{escape(line)}">']
+        group = [f'<g class="series" data-{kind}="{escape(line)}">']
         if has_band:
             band = " ".join(f"{px:.1f},{py:.1f}" for px, py in highs + lows[::-1])
             group.append(f'<polygon points="{band}" fill="{colour}" fill-opacity="0.08" stroke="none"/>')
@@ -371,11 +404,14 @@ def _paper_figures(defense: str, rows: pd.DataFrame) -> list[dict[str, str]]:
     return [{**figure, "model": label} for figure in figures]
 
 
-def defense_context(frame: pd.DataFrame, defense: str) -> dict[str, Any]:
+def defense_context(frame: pd.DataFrame, defense: str, standing: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A defense page: ``standing`` holds its rows of the index's rankings (the columns the index leaves out)."""
     legend = flag_explanations()
     rows = frame[frame["defense"] == defense]
     blocks = []
-    for (dataset, profile, threat_model), part in rows.groupby(["dataset", "profile", "threat_model"], sort=True):
+    groups = rows.groupby(["dataset", "profile", "threat_model"])
+    ordered = sorted(groups, key=lambda item: (presentation_order(str(item[0][0]), str(item[0][2])), str(item[0][1])))
+    for (dataset, profile, threat_model), part in ordered:
         part = part.sort_values(["attack", "eps"], kind="stable")
         plotted = part[(part["status"] == "ok") & part["eps"].notna() & part["robust_accuracy"].notna()]
         several = plotted.groupby(["attack", "eps"]).size().max() > 1 if not plotted.empty else False
@@ -392,7 +428,7 @@ def defense_context(frame: pd.DataFrame, defense: str) -> dict[str, Any]:
                 "profile": str(profile),
                 "threat_model": str(threat_model),
                 "title": title,
-                "plot": svg_plot(plotted, title) if not plotted.empty else None,
+                "plot": None if plotted.empty else svg_plot(plotted, title, x_label=budget_label(str(threat_model))),
                 "cells": [_cell_row(row, legend) for _, row in part.iterrows()],
             }
         )
@@ -408,6 +444,7 @@ def defense_context(frame: pd.DataFrame, defense: str) -> dict[str, Any]:
     }
     return {
         "defense": defense,
+        "standing": standing or [],
         "blocks": blocks,
         "provenance": provenance,
         "figures": _paper_figures(defense, rows),
@@ -441,11 +478,13 @@ def render_site(frame: pd.DataFrame, out_dir: Path) -> list[Path]:
     pages = slugs([str(d) for d in frame["defense"].dropna().unique()])
     environment = _environment()
     written = [site / INDEX]
-    atomic_write_text(written[0], environment.get_template("index.html.j2").render(**index_context(frame, pages)))
+    index = index_context(frame, pages)
+    atomic_write_text(written[0], environment.get_template("index.html.j2").render(**index))
     page = environment.get_template("defense.html.j2")
     for defense, stem in pages.items():
         path = site / f"{stem}.html"
-        atomic_write_text(path, page.render(**defense_context(frame, defense)))
+        standing = [row for section in index["sections"] for row in section["rows"] if row["defense"] == defense]
+        atomic_write_text(path, page.render(**defense_context(frame, defense, standing)))
         written.append(path)
     for stale in set(site.glob("*.html")) - set(written):
         stale.unlink()

@@ -11,6 +11,7 @@ from torch import nn
 
 from benchmark.config import get_profile
 from benchmark.data import load_mnist, make_slices
+from defenses.base import Split
 from tests.integration.conftest import leaderboard
 
 pytestmark = pytest.mark.integration
@@ -37,19 +38,24 @@ def slices(mnist_dir: Path):
     return make_slices(full_train, test, smoke.n_train, smoke.n_val, smoke.n_test, seed=0)
 
 
-@pytest.fixture(scope="module")
-def trained(slices) -> nn.Module:
-    """A linear classifier: 300 Adam steps on the 5k training images (about a second)."""
-    torch.manual_seed(0)
-    model, generator = build(), torch.Generator().manual_seed(0)
+def adam_steps(model: nn.Module, train: Split, steps: int = 300) -> nn.Module:
+    """``model`` after ``steps`` seeded Adam steps on batches of 128 of ``train``, in eval mode."""
+    generator = torch.Generator().manual_seed(0)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(300):
-        index = torch.randint(len(slices.train), (128,), generator=generator)
-        loss = nn.functional.cross_entropy(model(slices.train.x[index]), slices.train.y[index])
+    for _ in range(steps):
+        index = torch.randint(len(train), (128,), generator=generator)
+        loss = nn.functional.cross_entropy(model(train.x[index]), train.y[index])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     return model.eval()
+
+
+@pytest.fixture(scope="module")
+def trained(slices) -> nn.Module:
+    """A linear classifier: 300 Adam steps on the 5k training images (about a second)."""
+    torch.manual_seed(0)
+    return adam_steps(build(), slices.train)
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:

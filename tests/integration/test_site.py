@@ -67,6 +67,17 @@ def _defense_order(driver) -> list[str]:
     return [row.get_attribute("data-defense") for row in table.find_elements(By.CSS_SELECTOR, "tbody tr")]
 
 
+def _check_fits_1280(driver) -> None:
+    """At 1,280 px neither the page nor any table scrolls sideways (columns that do not fit are elsewhere)."""
+    assert driver.execute_script("return window.innerWidth") == 1280
+    assert driver.execute_script("return document.documentElement.scrollWidth <= 1280")
+    wide = driver.execute_script(
+        "return Array.from(document.querySelectorAll('.scroll')).filter(e => e.scrollWidth > e.clientWidth)"
+        ".map(e => e.querySelector('table').className + ': ' + e.scrollWidth + ' > ' + e.clientWidth)"
+    )
+    assert wide == []
+
+
 def _check_phone_width(driver, screenshot: Path) -> None:
     """At 390 px the page itself never scrolls sideways (wide tables scroll in their container); back to 1280."""
     driver.set_window_size(390, 1600)
@@ -86,6 +97,24 @@ def test_site_in_headless_chromium(driver, site):
     driver.get_log("browser")  # start from an empty log (the page's own messages are read below)
     driver.refresh()
     assert driver.title == "Robustness leaderboard"
+
+    # The headline threat model leads (MNIST: L∞, then L2), and the page fits 1,280 px.
+    headings = [h2.text for h2 in driver.find_elements(By.TAG_NAME, "h2")]
+    assert headings[:3] == [
+        "mnist, linf: worst case at ε = 0.3",
+        "mnist, l2: worst case at ε = 1.5",
+        "mnist, semantic: lowest robust accuracy over attacks",
+    ]
+    _check_fits_1280(driver)
+
+    # One plot: the worst case against ε of the ranked defenses, in the headline section, drawn.
+    (plot,) = driver.find_elements(By.CSS_SELECTOR, "svg.plot")
+    assert plot.size["width"] > 400 and plot.size["height"] > 200
+    series = [g.get_attribute("data-defense") for g in plot.find_elements(By.CSS_SELECTOR, "g.series")]
+    assert sorted(series) == sorted(_defense_order(driver)) == ["cnn", "madry", "masked"]
+    assert len(plot.find_elements(By.TAG_NAME, "polyline")) == 3
+    first = driver.find_elements(By.TAG_NAME, "section")[0]
+    assert first.find_elements(By.CSS_SELECTOR, "svg.plot") and "linf" in first.find_element(By.TAG_NAME, "h2").text
 
     # Every defense of leaderboard.csv appears; the worst-case number is the CSV's.
     listed = {row.get_attribute("data-defense") for row in driver.find_elements(By.CSS_SELECTOR, "tr[data-defense]")}
@@ -127,6 +156,7 @@ def test_site_in_headless_chromium(driver, site):
         driver.get(link)
         defense = link.rsplit("/", 1)[1].removesuffix(".html")
         assert driver.find_element(By.TAG_NAME, "h1").text.startswith("Defense")
+        _check_fits_1280(driver)
         plots = driver.find_elements(By.CSS_SELECTOR, "svg.plot")
         if defense != "vae_arch=cnn":  # only an ε-free semantic cell: nothing to plot
             assert plots, defense

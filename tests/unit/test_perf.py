@@ -178,6 +178,20 @@ def test_run_section_runs_cold_warm_and_stored_on_one_cache(tmp_path):
     assert rows[0].note == "" and rows[2].note == f"{FAILED} (exit 2): bench: error: something broke"
 
 
+def test_run_section_times_runs_on_n_test_points_and_says_so(tmp_path):
+    calls: list[list[str]] = []
+
+    def spawn(argv: list[str], log_path: Path) -> tuple[float, int]:
+        calls.append(argv)
+        return 1.0, 0
+
+    settings = PerfSettings(device=CPU, cache_dir=tmp_path, n_test=50)
+    rows = run_wall.run_rows(Workbench(settings), "run", spawn)
+    assert all(argv[argv.index("--n-test") + 1] == "50" for argv in calls) and len(calls) == 3
+    assert {row.task for row in rows} == {f"{run_wall.TASK} --n-test 50"}  # not the target's full quick run
+    assert "--n-test" not in PerfSettings(device=CPU, cache_dir=tmp_path).run_flags()
+
+
 def test_sections_parse_in_suite_order_and_run_is_opt_in():
     assert "run" not in suite.parse_sections(None)
     assert suite.parse_sections("run, attacks") == ("attacks", "run")

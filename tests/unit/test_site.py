@@ -21,11 +21,13 @@ N = 8
 
 #: cnn: fgsm and pgd at 0.1 and 0.3 (worst case at 0.3: points 2, 3); madry: fgsm and autoattack at 0.3
 #: (worst: 0-4) and a semantic cell; masked: one pgd cell with masked gradients (flagged); vae:arch=cnn: only
-#: an ε-free semantic cell (no worst case).
+#: an ε-free semantic cell (no worst case); cnn and madry: one L2 pgd cell each at 1.5.
 CELLS = [
     *small_matrix(),
     _cell(8, "vae:arch=cnn", "gna", None, [True] * 6 + [False] * 2, threat_model="semantic"),
     _cell(9, "masked", "pgd", 0.3, [True] * 3 + [False] * 5, gradient_masking_share=0.5, trained=False),
+    _cell(10, "cnn", "pgd", 1.5, [True] * 3 + [False] * 5, threat_model="l2"),
+    _cell(11, "madry", "pgd", 1.5, [True] * 6 + [False] * 2, threat_model="l2"),
 ]
 
 
@@ -94,16 +96,16 @@ def test_every_defense_appears_with_its_worst_case_number(site, tmp_path):
     frame = records_to_frame(ResultStore(tmp_path).records())
     worst = frame[(frame["attack"] == "worst") & (frame["eps"] == 0.3)]
     parsed = _parse(folder / "index.html").rows
-    rows = dict(reversed(parsed))  # a defense's first row: the L∞ table comes before the semantic one
+    rows = dict(reversed(parsed))  # a defense's first row: the L∞ table comes before the L2 and semantic ones
     assert set(worst["defense"]) == {"cnn", "madry", "masked"}
     for _, row in worst.iterrows():
         cells = rows[row["defense"]]
         assert cells[2] == percent(row["robust_accuracy"])
     assert rows["cnn"][2] == "25.0" and rows["madry"][2] == "62.5"
-    # Ranked by the worst case: madry, masked, cnn; the semantic-only defense has its own table.
-    assert [name for name, _ in parsed] == ["madry", "masked", "cnn", "madry", "vae:arch=cnn"]
+    # Ranked by the worst case: madry, masked, cnn; then L2; the semantic-only defense has its own table.
+    assert [name for name, _ in parsed] == ["madry", "masked", "cnn", "madry", "cnn", "madry", "vae:arch=cnn"]
     assert rows["madry"][5] == "autoattack (62.5)"  # the attack that broke the most points
-    assert rows["masked"][6] == "not trained"
+    assert rows["masked"][6] == "⚑ masked"  # the code; its explanation is on the defense page
     assert rows["vae:arch=cnn"][2] == "75.0"
 
 
@@ -127,8 +129,53 @@ def test_the_svg_has_alt_text(site):
     assert "<title>cnn on mnist, linf, profile smoke</title>" in page
     label = re.search(r'aria-label="([^"]*)"', svg).group(1)
     assert "fgsm: 75.0 % at ε = 0.1, 50.0 % at ε = 0.3" in label and "worst:" in label
-    assert page.count("<polyline") == 3  # fgsm, pgd, worst
-    assert page.count("<polygon") == 3  # each curve has two ε: an interval band
+    assert page.count("<polyline") == 3 + 2  # L∞: fgsm, pgd, worst; L2: pgd, worst
+    assert page.count("<polygon") == 3  # each L∞ curve has two ε: an interval band
+    assert page.count("ε (L∞ budget)") == 1 and page.count("ε (L2 budget)") == 1
+
+
+def _headings(path: Path) -> list[str]:
+    return re.findall(r"<h2[^>]*>(.*?)</h2>", path.read_text(encoding="utf-8"))
+
+
+def test_sections_lead_with_the_headline_threat_model(site):
+    folder, _ = site
+    assert _headings(folder / "index.html")[:3] == [
+        "mnist, linf: worst case at ε = 0.3",
+        "mnist, l2: worst case at ε = 1.5",
+        "mnist, semantic: lowest robust accuracy over attacks",
+    ]
+    assert _headings(folder / "madry.html")[:4] == [
+        "On the leaderboard",
+        "mnist, linf, profile smoke",
+        "mnist, l2, profile smoke",
+        "mnist, semantic, profile smoke",
+    ]
+
+
+def test_the_index_plots_the_headline_worst_case_of_the_ranked_defenses(site):
+    folder, _ = site
+    index = (folder / "index.html").read_text(encoding="utf-8")
+    assert index.count("<svg ") == 1
+    linf, l2 = index.index("mnist, linf: worst case"), index.index("mnist, l2: worst case")
+    assert linf < index.index("<svg ") < l2  # in the headline section
+    plot = index[index.index("<svg ") : index.index("</svg>")]
+    assert re.findall(r'data-defense="([^"]+)"', plot) == ["cnn", "madry", "masked"]
+    assert plot.count("<polyline") == 3
+    label = re.search(r'aria-label="([^"]*)"', plot).group(1)
+    assert "against ε per defense" in label and "cnn: 62.5 % at ε = 0.1, 25.0 % at ε = 0.3" in label
+
+
+def test_columns_the_index_leaves_out_are_on_the_defense_page(site):
+    folder, _ = site
+    index = (folder / "index.html").read_text(encoding="utf-8")
+    head = index[index.index("<thead>") : index.index("</thead>")]
+    assert "Training" not in head and "Randomized" not in head and "Profile" not in head
+    page = (folder / "masked.html").read_text(encoding="utf-8")
+    standing = page[page.index('id="standing"') : page.index("</section>")]
+    explanation = flag_explanations()["masked"]
+    assert "mnist, linf" in standing and "not trained" in standing and "smoke" in standing
+    assert f"⚑ masked</abbr>: {explanation}" in standing
 
 
 def test_flags_carry_their_explanation(site):
