@@ -94,7 +94,6 @@ def _add_run(subparsers: argparse._SubParsersAction) -> None:
         default="linf",
         help="threat model of the ε-bounded attacks: linf (default) or l2 (default ε: the dataset's L2 list)",
     )
-    run.add_argument("--n-test", type=int, default=None, help="test points per defense (default: the profile's)")
     run.add_argument("--dry-run", action="store_true", help="print the plan (jobs, cells, estimates); compute nothing")
     run.add_argument(
         "--save-adversarials",
