@@ -22,9 +22,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from benchmark.atomic import atomic_write_text
+from benchmark.minimal_perturbations import minimal_perturbations
 from benchmark.worst_case import STANDARD_EPS, THREAT_MODELS, WORST, group_cells
 
 #: Records without a ``dataset`` field are MNIST (the only dataset of the store's first versions).
@@ -131,6 +133,16 @@ def _attack_entry(row: pd.Series) -> dict[str, Any]:
     }
 
 
+def _median_eps_star(cells: pd.DataFrame) -> float | None:
+    """The median over the points of their smallest perturbation any minimisation attack found; None when none
+    recorded per-point sizes or more than half of the points withstood them all (JSON has no infinity)."""
+    stars = minimal_perturbations(cells)
+    if stars.empty:
+        return None
+    value = float(stars["median_eps_star"].min())
+    return value if np.isfinite(value) else None
+
+
 def model_info(
     worst: pd.Series,
     cells: pd.DataFrame,
@@ -160,6 +172,7 @@ def model_info(
         "worst_case_acc": _number(worst["robust_accuracy"]),
         "worst_case_ci": [_number(worst["robust_accuracy_ci_low"]), _number(worst["robust_accuracy_ci_high"])],
         "worst_case_attacks": sorted(cells["attack"]),
+        "median_eps_star": _median_eps_star(cells),
         "attacks": {row["attack"]: _attack_entry(row) for _, row in cells.iterrows()},
         "flags": _flags(worst["flags"]),
         "n": int(worst["n"]),

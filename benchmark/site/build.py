@@ -20,6 +20,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup, escape
@@ -27,7 +28,9 @@ from markupsafe import Markup, escape
 from benchmark.atomic import atomic_write_text
 from benchmark.compare import compare
 from benchmark.datasets.base import DEFAULT_DATASET
-from benchmark.leaderboard import FLAG_LEGEND, ROBUSTNESS_RULE, WORST_CASE_RULE
+from benchmark.leaderboard import FLAG_LEGEND, MINIMAL_RULE, ROBUSTNESS_RULE, WORST_CASE_RULE
+from benchmark.metrics import wilson_interval
+from benchmark.minimal_perturbations import format_eps_star, minimal_perturbations, robust_accuracy_at
 from benchmark.reports.robustbench import file_stem
 from benchmark.worst_case import THREAT_MODELS, WORST, group_cells, headline_eps, threat_model_rank
 from foundation.errors import BenchError
@@ -404,6 +407,29 @@ def _paper_figures(defense: str, rows: pd.DataFrame) -> list[dict[str, str]]:
     return [{**figure, "model": label} for figure in figures]
 
 
+#: The line of the per-point minimal perturbations in a defense's plot, and how many ε it is drawn at.
+EPS_STAR_LINE, EPS_STAR_POINTS = "ε* (minimal perturbations)", 21
+
+
+def eps_star_curve(eps_star: np.ndarray, high: float) -> pd.DataFrame:
+    """Robust accuracy against ε implied by per-point minimal perturbations (one run, every ε up to ``high``),
+    with Wilson intervals, as rows for ``svg_plot``."""
+    rows = []
+    for eps in np.linspace(0.0, high, EPS_STAR_POINTS):
+        accuracy = robust_accuracy_at(eps_star, float(eps))
+        low, high_ci = wilson_interval(round(accuracy * len(eps_star)), len(eps_star))
+        rows.append(
+            {
+                "eps": float(eps),
+                "robust_accuracy": accuracy,
+                "robust_accuracy_ci_low": low,
+                "robust_accuracy_ci_high": high_ci,
+                "line": EPS_STAR_LINE,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def defense_context(frame: pd.DataFrame, defense: str, standing: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """A defense page: ``standing`` holds its rows of the index's rankings (the columns the index leaves out)."""
     legend = flag_explanations()
@@ -422,12 +448,17 @@ def defense_context(frame: pd.DataFrame, defense: str, standing: list[dict[str, 
             ]
         )
         title = f"{defense} on {dataset}, {threat_model}, profile {profile}"
+        stars = minimal_perturbations(part)
+        if not stars.empty and not plotted.empty:
+            plotted = pd.concat([plotted, eps_star_curve(stars.iloc[-1]["eps_star"], float(plotted["eps"].max()))])
         blocks.append(
             {
                 "dataset": str(dataset),
                 "profile": str(profile),
                 "threat_model": str(threat_model),
                 "title": title,
+                "median_eps_star": None if stars.empty else format_eps_star(stars.iloc[-1]["median_eps_star"]),
+                "eps_star_attacks": None if stars.empty else stars.iloc[-1]["eps_star_attacks"],
                 "plot": None if plotted.empty else svg_plot(plotted, title, x_label=budget_label(str(threat_model))),
                 "cells": [_cell_row(row, legend) for _, row in part.iterrows()],
             }
@@ -448,7 +479,7 @@ def defense_context(frame: pd.DataFrame, defense: str, standing: list[dict[str, 
         "blocks": blocks,
         "provenance": provenance,
         "figures": _paper_figures(defense, rows),
-        "rules": [ROBUSTNESS_RULE, WORST_CASE_RULE],
+        "rules": [ROBUSTNESS_RULE, WORST_CASE_RULE, MINIMAL_RULE],
     }
 
 
