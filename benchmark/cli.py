@@ -403,6 +403,20 @@ def _read_csv(path: Path, what: str):
     return frame
 
 
+def _without_invalid(run, invalid_keys: set[str]):
+    """The run's leaderboard without the rows of invalid records (``invalid_keys``) nor the worst-case rows
+    derived from them: numbers the store no longer vouches for are not compared (they count as missing)."""
+    if not invalid_keys or "cell_key" not in run:
+        return run
+    from benchmark.worst_case import GROUP, WORST
+
+    invalid = run["cell_key"].isin(invalid_keys)
+    columns = [column for column in GROUP if column in run]
+    derived = run[columns].merge(run.loc[invalid, columns].drop_duplicates(), how="left", indicator=True)
+    tainted = (run["attack"] == WORST).to_numpy() & (derived["_merge"] == "both").to_numpy()
+    return run[~invalid.to_numpy() & ~tainted]
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
@@ -422,6 +436,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
         store = ResultStore(args.run)
         store.records()
         _say_skipped(store)
+        run = _without_invalid(run, {skipped.path.stem for skipped in store.skipped})
     report = compare(baseline, run, floor=args.floor)
     if not report.regressions.empty:
         print("Regressions (robust accuracy below baseline by more than the tolerance):")
@@ -445,9 +460,14 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
+    from benchmark.store import ResultStore
     from benchmark.verify import verify_store
 
-    verdicts = verify_store(args.out, args.cell, args.cache_dir, args.data_dir, args.device, not args.no_download)
+    store = ResultStore(args.out)
+    try:
+        verdicts = verify_store(store, args.cell, args.cache_dir, args.data_dir, args.device, not args.no_download)
+    finally:
+        _say_skipped(store)
     for verdict in verdicts:
         print(verdict.line())
     failed = sum(verdict.problem is not None for verdict in verdicts)

@@ -152,15 +152,15 @@ class Verifier:
 
 
 def verify_store(
-    out: Path,
+    store: ResultStore,
     cell: str | None = None,
     cache_dir: Path | None = None,
     data_dir: Path | None = None,
     device: str = "auto",
     download: bool = True,
 ) -> list[Verdict]:
-    """Re-check every stored cell with saved adversarial examples (or the one ``cell``)."""
-    store = ResultStore(out)
+    """Re-check every stored valid cell with saved adversarial examples (or the one ``cell``); the invalid records
+    left out are in ``store.skipped``."""
     records = saved_records(store, cell)
     verifier = Verifier(resolve_cache_dir(cache_dir), resolve_data_dir(data_dir), resolve_device(device), download)
     return [verifier.check(store, record) for record in records]

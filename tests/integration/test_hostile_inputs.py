@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from benchmark.cli import main
-from tests.synthetic import cell_record
+from tests.synthetic import cell_record, masked_cell_record
 
 pytestmark = pytest.mark.integration
 
@@ -87,6 +87,10 @@ CASES = {
     "option without a value": (["run", "--attacks", "pgd:steps"], "is not of the form key=value"),
     "option out of its choices": (["run", "--defenses", "vae:arch=resnet"], "must be one of fc, cnn"),
     "option out of range": (["run", "--attacks", "pgd:steps=-1"], "steps must be at least 1"),
+    "option nan": (["run", "--attacks", "pgd:rel_stepsize=nan"], "rel_stepsize of attack 'pgd' must be a finite"),
+    "option inf": (["run", "--attacks", "pgd:rel_stepsize=inf"], "must be a finite number; got 'inf'"),
+    "option -inf": (["run", "--defenses", "madry:epochs=-inf"], "must be a number (int); got '-inf'"),
+    "repeated option": (["run", "--attacks", "pgd:steps=10:steps=20"], "option 'steps' is given twice"),
     "no defense": (["run", "--defenses", ""], "no defense selected"),
     "unknown device": (["run", "--device", "tpu"], "unknown device 'tpu'"),
     "unknown command": (["frobnicate"], "invalid choice: 'frobnicate'"),
@@ -127,6 +131,14 @@ def test_a_bad_baseline_value_is_named_by_row_and_column(bench, out, tmp_path, v
     code, stdout, stderr = bench("check", "--baseline", str(baseline), "--run", str(out))
     assert_refused((code, stdout, stderr), message, out)
     assert "line 2" in stderr
+
+
+def test_a_negative_baseline_epsilon_is_a_bad_value_not_a_missing_cell(bench, out, tmp_path):
+    baseline = tmp_path / "baseline.csv"
+    baseline.write_text(LEADERBOARD.format(value=0.5).replace(",0.1,ok,", ",-3,ok,"))
+    (out / "leaderboard.csv").write_text(LEADERBOARD.format(value=0.5))
+    result = bench("check", "--baseline", str(baseline), "--run", str(out))
+    assert_refused(result, "line 2, column eps: '-3' is negative", out)
 
 
 @pytest.mark.parametrize(
@@ -179,3 +191,63 @@ def test_unwritable_out_dir(bench, tmp_path):
     code, _, stderr = bench("run", "--out", str(blocker / "out"))
     assert code == 2 and f"cannot write to --out {blocker / 'out'}" in stderr and stderr.count("\n") == 1
     shutil.rmtree(tmp_path)
+
+
+# A store whose masks can lie ---------------------------------------------------------------------------------------
+def lying_store(out: Path) -> Path:
+    """A store of cnn and madry under fgsm at 0.3 whose madry record's mask says every point survived while its
+    robust accuracy is 0; returns the lying record's path."""
+    honest = masked_cell_record(1, "cnn", "fgsm", 0.3, [True] * 4 + [False] * 4)
+    lying = masked_cell_record(2, "madry", "fgsm", 0.3, [False] * 8, robust_points="ff")
+    for record in (honest, lying):
+        (out / "cells" / f"{record['cell_key']}.json").write_text(json.dumps(record))
+    return out / "cells" / f"{lying['cell_key']}.json"
+
+
+LIE = "robust_points marks 8 of 8 points robust, but robust_accuracy 0.0 means 0"
+
+
+def test_a_lying_mask_is_left_out_of_show_with_its_reason(bench, out):
+    lying_store(out)
+    code, stdout, stderr = bench("show", "--out", str(out))
+    assert code == 0 and "| cnn " in stdout and "madry" not in stdout
+    assert stderr.startswith("bench: warning: skipped 1 invalid record(s)") and LIE in stderr
+    assert stderr.count("\n") == 1
+
+
+def test_a_lying_mask_is_never_compared(bench, out):
+    lying_store(out)
+    code, _, stderr = bench("compare", "cnn", "madry", "--attack", "fgsm", "--eps", "0.3", "--out", str(out))
+    warning, error = stderr.splitlines()
+    assert code == 2 and LIE in warning and error.startswith("bench: error: ") and "'madry'" in error
+    assert "more robust" not in stderr and "Traceback" not in stderr
+
+
+def test_check_leaves_out_the_rows_of_a_lying_mask_and_their_worst_case(bench, out, tmp_path):
+    lying = lying_store(out)
+    lying.write_text(json.dumps(json.loads(lying.read_text()) | {"robust_points": "00"}))
+    assert bench("report", "leaderboard", "--out", str(out))[0] == 0  # an honest leaderboard, then the lie
+    baseline = tmp_path / "baseline.csv"
+    shutil.copy(out / "leaderboard.csv", baseline)
+    lying.write_text(json.dumps(json.loads(lying.read_text()) | {"robust_points": "ff"}))
+    code, stdout, stderr = bench("check", "--baseline", str(baseline), "--run", str(out))
+    assert code == 1 and LIE in stderr
+    assert "2 regressions" not in stdout and "0 regressions, 2 missing" in stdout  # madry × fgsm and its worst row
+
+
+def test_a_run_moves_a_lying_mask_aside_and_verify_skips_it(bench, tmp_path):
+    out = tmp_path / "out"
+    argv = ["run", "--defenses", "cnn", "--attacks", "fgsm", "--eps", "0.1", "--out", str(out)]
+    assert bench(*argv, "--save-adversarials")[0] == 0
+    (path,) = (out / "cells").glob("*.json")
+    original = json.loads(path.read_text())
+    n = original["n"]
+    path.write_text(json.dumps(original | {"robust_points": "ff" * (n // 8) + ("" if n % 8 == 0 else "00")}))
+    code, _, stderr = bench("verify", "--out", str(out), "--cache-dir", str(tmp_path / "unused"))
+    assert code == 2 and "robust_points marks" in stderr.splitlines()[0] and "Traceback" not in stderr
+    assert stderr.splitlines()[1].startswith("bench: error: no cell in")
+    code, stdout, stderr = bench(*argv)
+    assert code == 0 and "1 cells computed" in stdout
+    assert f"invalid record cells/{path.name}: robust_points marks" in stderr
+    assert (out / "rejected" / "cells" / path.name).is_file()
+    assert json.loads(path.read_text())["robust_points"] == original["robust_points"]
