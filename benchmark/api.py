@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from benchmark.api_arguments import checked_arguments
 from benchmark.atomic import atomic_write
 from benchmark.config import RunConfig, get_profile
 from benchmark.datasets.base import DATASETS
@@ -59,9 +60,26 @@ def evaluate(
     """Evaluate ``model`` ([0, 1] images of ``dataset``'s shape to logits) under ``attacks`` at ``epsilons``
     in the ``norm`` ball (``linf`` or ``l2``; default ε: the dataset's for that norm); returns its rows of the
     leaderboard (``attack == "worst"``: the per-point worst case), which are also written to ``out_dir`` with
-    every other row of that store."""
+    every other row of that store.  Every argument is checked first (``benchmark.api_arguments``): a bad one
+    raises ``BenchError`` (``benchmark.BenchError``) with the CLI's one-line message."""
     if not isinstance(model, nn.Module):
         raise BenchError(f"evaluate() needs a torch.nn.Module; got {type(model).__name__}")
+    attacks, epsilons = checked_arguments(
+        dataset=dataset,
+        out_dir=out_dir,
+        data_dir=data_dir,
+        attacks=attacks,
+        epsilons=epsilons,
+        randomized=randomized,
+        name=name,
+        profile=profile,
+        seed=seed,
+        device=device,
+        cache_dir=cache_dir,
+        download=download,
+        progress=progress,
+        norm=norm,
+    )
     chosen = get_profile(profile)
     cache = resolve_cache_dir(Path(cache_dir) if cache_dir else None)
     weights, digest = _saved_weights(model, cache)

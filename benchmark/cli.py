@@ -18,7 +18,6 @@ from pathlib import Path
 
 from benchmark.interrupts import Terminated, interruptible
 from foundation.errors import BenchError, did_you_mean
-from foundation.registry import Spec
 from foundation.threat_models import DEFAULT_NORM, NORMS
 
 EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 1, 130, 143
@@ -170,22 +169,8 @@ def _bounded(value: int, flag: str, low: int = 1, high: int | None = None) -> in
     return value
 
 
-def _attacks_in(norm: str, text: str) -> list[Spec]:
-    """The attack specs of ``text`` for the ``norm`` threat model: ``all`` selects those that run in it,
-    a named attack that does not is refused, naming those that do."""
-    from attacks.base import ATTACKS
-
-    named = {Spec.parse(item).name for item in text.split(",") if item.strip() and item.strip() != "all"}
-    specs = ATTACKS.expand(text)
-    for spec in specs:
-        if spec.name in named and not ATTACKS.get(spec.name).runs_in(norm):
-            valid = ", ".join(name for name in ATTACKS.primary_names() if ATTACKS.get(name).runs_in(norm))
-            raise BenchError(f"attack {spec.name!r} does not run under --norm {norm}; attacks that do: {valid}")
-    return [spec for spec in specs if ATTACKS.get(spec.name).runs_in(norm)]
-
-
 def _run_config(args: argparse.Namespace, defenses: str = "cnn", attacks: str = "fgsm", eps: str | None = None):
-    from benchmark.config import RunConfig, get_profile, parse_epsilons
+    from benchmark.config import RunConfig, attacks_in, get_profile, parse_epsilons
     from benchmark.datasets.base import DATASETS
     from defenses.base import DEFENSES
 
@@ -196,7 +181,7 @@ def _run_config(args: argparse.Namespace, defenses: str = "cnn", attacks: str = 
         raise BenchError(f"unknown --norm {norm!r}; {did_you_mean(norm, NORMS)}valid: {', '.join(NORMS)}")
     return RunConfig(
         defenses=tuple(DEFENSES.expand(defenses)),
-        attacks=tuple(_attacks_in(norm, attacks)),
+        attacks=tuple(attacks_in(norm, attacks)),
         epsilons=parse_epsilons(eps, norm, math.prod(dataset.input_shape))
         if eps is not None
         else dataset.default_epsilons(profile, norm),

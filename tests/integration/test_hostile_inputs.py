@@ -55,6 +55,8 @@ def bad_mnist(tmp_path: Path, mnist_dir: Path, damage: str) -> Path:
 CASES = {
     # ε lists and ranges
     "huge epsilon range": (["run", "--eps", "0:1:0.000001"], "has 1,000,001 values; at most 100"),
+    "denormal epsilon step": (["run", "--eps", "0:0.3:1e-320"], "has over 1e308 values; at most 100"),
+    "epsilon span of 1e308": (["run", "--eps", "0:1e308:1e-308"], "has over 1e308 values; at most 100"),
     "too many epsilons": (["run", "--eps", ",".join(f"{i / 1000}" for i in range(101))], "at most 100"),
     "epsilon above 1": (["run", "--eps", "1.5"], "epsilon 1.5 is outside [0, 1]"),
     "epsilon not a number": (["run", "--eps", "0.1,abc"], "epsilon 'abc' is not a number"),
@@ -251,3 +253,17 @@ def test_a_run_moves_a_lying_mask_aside_and_verify_skips_it(bench, tmp_path):
     assert f"invalid record cells/{path.name}: robust_points marks" in stderr
     assert (out / "rejected" / "cells" / path.name).is_file()
     assert json.loads(path.read_text())["robust_points"] == original["robust_points"]
+
+
+# The API --------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("epsilons", "message"), [("0.3,x", "'x' is not a number"), ((5,), "epsilon 5 is outside")])
+def test_evaluate_refuses_a_bad_epsilon_before_anything_runs(tmp_path, epsilons, message):
+    from torch import nn
+
+    import benchmark
+
+    with pytest.raises(benchmark.BenchError, match=message):
+        benchmark.evaluate(
+            nn.Linear(784, 10), epsilons=epsilons, cache_dir=tmp_path / "cache", out_dir=tmp_path / "out"
+        )
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "out").exists()
