@@ -20,6 +20,7 @@ import torch
 
 from benchmark.atomic import atomic_write
 from benchmark.locking import hold
+from foundation.errors import BenchError
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,10 @@ class CheckpointCache:
     def load(self, name: str, key: str) -> Checkpoint | None:
         """The checkpoint, ``None`` when absent; raises ``CorruptCheckpoint`` when unreadable."""
         path = self.path(name, key)
+        if path.is_dir():
+            raise BenchError(
+                f"{path} is a folder where the checkpoint of {name} belongs; move it away (or pick another --cache-dir)"
+            )
         return self._read(path, key) if path.exists() else None
 
     def load_key(self, key: str) -> Checkpoint | None:

@@ -292,6 +292,18 @@ def _load_store(out: Path):
     return records_to_frame(records)
 
 
+def _writable_store(out: Path):
+    """The leaderboard frame of the store in ``out``, which a report then writes into: refused in one line
+    when ``out`` cannot be written or holds a folder where a file goes (or the other way round)."""
+    from benchmark.environment import ensure_writable
+    from benchmark.store import check_layout
+
+    frame = _load_store(out)
+    ensure_writable(out, "--out")
+    check_layout(out)
+    return frame
+
+
 def _say_skipped(store) -> None:
     """One line on stderr naming the invalid records a reader left out (a writer moves them aside)."""
     if store.skipped:
@@ -316,15 +328,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if args.name == "leaderboard":
         from benchmark.leaderboard import write_leaderboard
 
-        csv_path, md_path = write_leaderboard(_load_store(args.out), args.out)
+        csv_path, md_path = write_leaderboard(_writable_store(args.out), args.out)
         print(f"wrote {csv_path} and {md_path}")
         return 0
     if args.name == "json":
-        paths = importlib.import_module(REPORTS["json"]).report_json(args.out, _load_store(args.out))
+        paths = importlib.import_module(REPORTS["json"]).report_json(args.out, _writable_store(args.out))
         print(f"wrote {len(paths)} RobustBench-style JSON file(s) under {args.out / 'json'}")
         return 0
     if args.name == "html":
-        paths = importlib.import_module(REPORTS["html"]).report_html(args.out, _load_store(args.out))
+        paths = importlib.import_module(REPORTS["html"]).report_html(args.out, _writable_store(args.out))
         print(f"wrote {paths[0]} and {len(paths) - 1} defense page(s) beside it")
         return 0
     config = _run_config(args)

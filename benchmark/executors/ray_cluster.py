@@ -75,19 +75,38 @@ def _cell_task(
     return evaluate_cell(cell, trained, clean, points, env, surrogate_defense, keep_adversarials=keep_adversarials)
 
 
+#: The start of an HTTP/2 connection (the client preface, then an empty SETTINGS frame): a gRPC server, as Ray's
+#: GCS and its client server are, answers it with a SETTINGS frame of its own.
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+HTTP2_SETTINGS = 4
+PROBE_TIMEOUT_S = 5.0
+
+
 def _check_reachable(address: str) -> None:
-    """Fail at once on an address nothing listens at (Ray itself retries it for minutes)."""
-    host, _, port = address.rpartition(":")
+    """Fail at once, in one line, on an address where no gRPC server answers (nothing listens, or something that
+    is not Ray), instead of Ray's minutes of retries and pages of log lines; a Ray Client address
+    (``ray://HOST:PORT``) is checked at its host and port."""
+    host, _, port = address.partition("://")[2].rpartition(":") if "://" in address else address.rpartition(":")
     try:
-        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=5):
-            return
+        connection = socket.create_connection((host or "127.0.0.1", int(port)), timeout=PROBE_TIMEOUT_S)
     except ValueError:
-        raise BenchError(f"--ray-address {address!r} is not HOST:PORT (or auto)") from None
+        raise BenchError(f"--ray-address {address!r} is not HOST:PORT (nor ray://HOST:PORT, nor auto)") from None
     except OSError as error:
         raise BenchError(
             f"cannot reach the Ray cluster at {address} ({error.strerror or error}); start it with "
             "`ray start --head`, or check --ray-address"
         ) from None
+    with connection:
+        try:
+            connection.sendall(HTTP2_PREFACE)
+            frame = connection.recv(9)
+        except OSError:  # silent (timed out) or closed on us
+            frame = b""
+    if len(frame) < 4 or frame[3] != HTTP2_SETTINGS:
+        raise BenchError(
+            f"{address} answers, but not as a Ray cluster (no gRPC server there); check --ray-address "
+            "(`ray start --head` prints the address to use)"
+        )
 
 
 @dataclass
@@ -102,7 +121,7 @@ class RayExecutor:
         except ImportError:
             raise BenchError(f"--executor ray needs Ray, which is not installed; install it with {INSTALL}") from None
         started_here = not ray.is_initialized()
-        if started_here and self.address not in (None, "auto") and "://" not in self.address:
+        if started_here and self.address not in (None, "auto"):
             _check_reachable(self.address)
         if started_here:
             try:
@@ -112,8 +131,9 @@ class RayExecutor:
                     log_to_driver=False,
                     configure_logging=False,
                 )
-            except ConnectionError as error:
-                raise BenchError(f"cannot reach the Ray cluster at {self.address!r}: {error}") from None
+            except (ConnectionError, ValueError) as error:  # ValueError: e.g. ray:// without the ray[client] extra
+                reason = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+                raise BenchError(f"cannot connect to the Ray cluster at {self.address!r}: {reason}") from None
         try:
             _Session(ray, plan, driver, self).run()
         finally:

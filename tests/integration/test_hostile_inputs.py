@@ -7,8 +7,10 @@ its bytes unchanged, must still be there.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import struct
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -267,3 +269,84 @@ def test_evaluate_refuses_a_bad_epsilon_before_anything_runs(tmp_path, epsilons,
             nn.Linear(784, 10), epsilons=epsilons, cache_dir=tmp_path / "cache", out_dir=tmp_path / "out"
         )
     assert not (tmp_path / "cache").exists() and not (tmp_path / "out").exists()
+
+
+# The store and its paths ------------------------------------------------------------------------------------------
+DEEP = "[" * 200_000 + "]" * 200_000
+
+
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [("deep", "nests its values too deeply to be a record"), ("folder", "cannot be read (Is a directory)")],
+)
+def test_a_deeply_nested_record_or_a_folder_among_the_records_is_an_invalid_record(bench, out, damage, problem):
+    bad = out / "cells" / "1111111111111111.json"
+    bad.mkdir() if damage == "folder" else bad.write_text(DEEP)
+    for command in (["show"], ["report", "html"], ["compare", "cnn", "cnn2"]):
+        code, _, stderr = bench(*command, "--out", str(out))
+        assert f"1111111111111111.json: {problem}" in stderr.splitlines()[0] and "Traceback" not in stderr
+        assert code in (0, 2) and stderr.count("\n") <= 2
+
+
+def test_a_run_moves_a_deeply_nested_record_aside(bench, tmp_path):
+    out = tmp_path / "out"
+    (out / "cells").mkdir(parents=True)
+    (out / "cells" / "1111111111111111.json").write_text(DEEP)
+    code, _, stderr = bench("run", "--defenses", "cnn", "--attacks", "fgsm", "--eps", "0.1", "--out", str(out))
+    assert code == 0 and "nests its values too deeply" in stderr
+    assert (out / "rejected" / "cells" / "1111111111111111.json").read_text() == DEEP
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "wrong"),
+    [
+        ("leaderboard.csv", Path.mkdir, "is a folder, but bench writes a file there"),
+        ("site", Path.touch, "is a file, but bench keeps a folder there"),
+        ("json", Path.touch, "is a file, but bench keeps a folder there"),
+        ("cells", Path.touch, "is a file, but bench keeps a folder there"),
+    ],
+)
+def test_a_folder_where_a_file_goes_or_the_reverse_stops_the_run_before_it_computes(bench, tmp_path, name, make, wrong):
+    out = tmp_path / "out"
+    out.mkdir()
+    make(out / name)
+    code, stdout, stderr = bench("run", "--defenses", "cnn", "--attacks", "fgsm", "--eps", "0.1", "--out", str(out))
+    assert code == 2 and stderr == f"bench: error: {out / name} {wrong}; move it away or pick another --out\n"
+    assert "computed" not in stdout and not (out / "clean").exists()
+
+
+def test_a_folder_where_a_checkpoint_goes_is_one_line(bench, tmp_path, shared_cache):
+    assert bench("run", "--defenses", "cnn", "--attacks", "fgsm", "--eps", "0.1", "--out", str(tmp_path / "a"))[0] == 0
+    (checkpoint,) = shared_cache.glob("cnn-*.pt")
+    cache = tmp_path / "cache"
+    (cache / checkpoint.name).mkdir(parents=True)
+    argv = ["run", "--defenses", "cnn", "--attacks", "fgsm", "--eps", "0.1", "--out", str(tmp_path / "b")]
+    code, _, stderr = bench(*argv, "--cache-dir", str(cache))
+    assert code == 2 and stderr.splitlines()[-1] == (
+        f"bench: error: {cache / checkpoint.name} is a folder where the checkpoint of cnn belongs; move it away "
+        "(or pick another --cache-dir)"
+    )
+    assert "Traceback" not in stderr and (cache / checkpoint.name).is_dir()
+
+
+@pytest.fixture
+def read_only(out):
+    """``out`` made read-only: by its mode, or (as root, whom modes do not stop) as an immutable folder."""
+    if os.geteuid() != 0:
+        out.chmod(0o555)
+        yield out
+        out.chmod(0o755)
+        return
+    if subprocess.run(["chattr", "+i", str(out)], capture_output=True).returncode != 0:
+        pytest.skip("root, and this file system cannot make a folder immutable (chattr +i)")
+    try:
+        yield out
+    finally:
+        subprocess.run(["chattr", "-i", str(out)], check=True)
+
+
+@pytest.mark.parametrize("report", ["leaderboard", "json", "html"])
+def test_a_report_into_a_read_only_store_is_one_line(bench, read_only, report):
+    code, _, stderr = bench("report", report, "--out", str(read_only))
+    assert code == 2 and stderr.startswith(f"bench: error: cannot write to --out {read_only}: ")
+    assert stderr.count("\n") == 1 and "Traceback" not in stderr

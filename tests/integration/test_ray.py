@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -129,7 +130,8 @@ def test_training_on_workers_gives_the_same_checkpoints_and_numbers_within_inter
     ("address", "message"),
     [
         ("127.0.0.1:1", "cannot reach the Ray cluster at 127.0.0.1:1"),
-        ("nonsense", "--ray-address 'nonsense' is not HOST:PORT (or auto)"),
+        ("ray://127.0.0.1:1", "cannot reach the Ray cluster at ray://127.0.0.1:1"),
+        ("nonsense", "--ray-address 'nonsense' is not HOST:PORT (nor ray://HOST:PORT, nor auto)"),
     ],
 )
 def test_a_bad_ray_address_exits_2_at_once(bench, tmp_path, address, message):
@@ -138,3 +140,24 @@ def test_a_bad_ray_address_exits_2_at_once(bench, tmp_path, address, message):
         "--executor", "ray", "--ray-address", address,
     )  # fmt: skip
     assert code == 2 and stderr.splitlines()[-1].startswith(f"bench: error: {message}") and "Traceback" not in stderr
+
+
+def test_an_address_that_is_not_ray_gets_one_line_and_no_ray_logs(mnist_dir, tmp_path):
+    """Something listens at the address but is not a Ray cluster: Ray would retry for minutes, printing its C++
+    client's log lines straight to the process's stderr; the harness says so in one line within seconds."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        argv = ["run", "--defenses", "cnn", "--attacks", "fgsm", "--eps", "0.1", "--profile", "smoke"]
+        argv += ["--data-dir", str(mnist_dir), "--no-download", "--out", str(tmp_path / "out")]
+        started = time.monotonic()
+        result = subprocess.run(
+            [sys.executable, "-m", "benchmark", *argv, "--executor", "ray", "--ray-address", address],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert result.returncode == 2 and time.monotonic() - started < 60
+    assert (
+        result.stderr == f"bench: error: {address} answers, but not as a Ray cluster (no gRPC server there); "
+        "check --ray-address (`ray start --head` prints the address to use)\n"
+    )
