@@ -473,12 +473,13 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from benchmark.compare import compare
+    from benchmark.compare import check_labels, compare
 
     frame = _load_store(args.out)
     for column in ("dataset", "profile"):
         if getattr(args, column) is not None:
             frame = frame[frame[column] == getattr(args, column)]
+    check_labels(frame, args.a, args.b, args.attack)
     eps = args.eps
     if eps is None:
         rows = frame[(frame["attack"] == args.attack) & frame["defense"].isin([args.a, args.b])]

@@ -350,3 +350,25 @@ def test_a_report_into_a_read_only_store_is_one_line(bench, read_only, report):
     code, _, stderr = bench("report", report, "--out", str(read_only))
     assert code == 2 and stderr.startswith(f"bench: error: cannot write to --out {read_only}: ")
     assert stderr.count("\n") == 1 and "Traceback" not in stderr
+
+
+# bench compare ----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["vea", "cnn"], "unknown defense 'vea' in this store; stored: cnn, madry"),
+        (["cnn", "madyr"], "unknown defense 'madyr' in this store; did you mean 'madry'? stored: cnn, madry"),
+        (["cnn", "madry", "--attack", "fgms"], "unknown attack 'fgms' in this store; did you mean 'fgsm'?"),
+        (["cnn", "cnn"], "both defenses are 'cnn'; a paired comparison needs two different defenses"),
+        (["cnn", "madry", "--eps", "0.2"], "no worst row for 'cnn' at ε = 0.2; its stored ε: 0.3; pass one of them"),
+    ],
+    ids=["unknown defense", "defense typo", "attack typo", "itself", "unstored epsilon"],
+)
+def test_compare_refuses_what_the_store_does_not_hold(bench, out, args, message):
+    for index, defense in ((1, "cnn"), (2, "madry")):
+        record = masked_cell_record(index, defense, "fgsm", 0.3, [True] * 4 + [False] * 4)
+        (out / "cells" / f"{record['cell_key']}.json").write_text(json.dumps(record))
+    (out / "cells" / f"{KEPT_KEY}.json").unlink()
+    code, stdout, stderr = bench("compare", *args, "--out", str(out))
+    assert code == 2 and stderr.startswith(f"bench: error: {message}") and not stdout
+    assert stderr.count("\n") == 1 and "Traceback" not in stderr
