@@ -123,7 +123,9 @@ def evaluate_cell(
     attack = ATTACKS.build(cell.attack, cell.profile).for_threat_model(cell.norm)
     missing = attack.requires - trained.defense.provides
     if missing:
-        reason = f"{cell.attack.label} needs {', '.join(sorted(missing))}, which {cell.defense.label} lacks"
+        members = attack.requirers(frozenset(missing))
+        whose = f" (for its member {', '.join(members)})" if members else ""
+        reason = f"{cell.attack.label} needs {', '.join(sorted(missing))}{whose}, which {cell.defense.label} lacks"
         records = [
             {**base_record(cell, key, eps, attack, trained, clean_record, env), "status": "skipped", "note": reason}
             for key, eps in zip(cell.keys, cell.epsilons, strict=True)

@@ -372,3 +372,58 @@ def test_compare_refuses_what_the_store_does_not_hold(bench, out, args, message)
     code, stdout, stderr = bench("compare", *args, "--out", str(out))
     assert code == 2 and stderr.startswith(f"bench: error: {message}") and not stdout
     assert stderr.count("\n") == 1 and "Traceback" not in stderr
+
+
+# User models ------------------------------------------------------------------------------------------------------
+NAN_ON_LARGE_BATCHES = """
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(784, 10)
+
+    def forward(self, x):
+        logits = self.fc(x.flatten(1))
+        return logits.masked_fill(torch.arange(len(x))[:, None] == 2, float("nan"))  # the third image is NaN
+
+
+def build():
+    return Net()
+"""
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        (NAN_ON_LARGE_BATCHES, "the model's logits are not all finite (nan or inf) on 1 of 200 images"),
+        ("import sys\nsys.exit(3)\n", "failed: SystemExit: 3"),
+        ("import sys\n\ndef build():\n    sys.exit()\n", "build() raised SystemExit"),
+    ],
+    ids=["nan beyond the load check", "sys.exit at import", "sys.exit in entry"],
+)
+def test_a_users_model_that_misbehaves_stops_in_one_line(bench, tmp_path, code, message):
+    source = tmp_path / "net.py"
+    source.write_text(code)
+    argv = ["run", "--defenses", f"model:source={source}", "--attacks", "fgsm", "--eps", "0.1"]
+    status, _, stderr = bench(*argv, "--out", str(tmp_path / "out"))
+    assert status == 2 and stderr.splitlines()[-1].startswith("bench: error: ") and message in stderr
+    assert stderr.count("bench: error") == 1 and "Traceback" not in stderr
+    assert not list((tmp_path / "out").glob("cells/*.json"))  # nothing scored
+
+
+def test_a_cascade_member_outside_the_norm_is_named(bench, out):
+    code, _, stderr = bench(
+        "run", "--attacks", "cascade:members=fgsm+vaea", "--norm", "l2", "--dry-run", "--out", str(out)
+    )
+    assert_refused(
+        (code, "", stderr), "cascade member vaea (it supports: linf) does not run in the l2 threat model", out
+    )
+
+
+def test_a_cascade_skipped_for_a_missing_capability_names_the_member(bench, tmp_path):
+    argv = ["run", "--defenses", "cnn", "--attacks", "cascade:members=fgsm+vaea", "--eps", "0.1"]
+    code, _, stderr = bench(*argv, "--out", str(tmp_path / "out"))
+    assert code == 0 and "needs vae (for its member vaea), which cnn lacks" in stderr
