@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from attacks.base import check_threat_model
-from benchmark.checkpoints import CheckpointCache, CorruptCheckpoint
+from benchmark.checkpoints import CheckpointCache, CorruptCheckpoint, load_failure
 from benchmark.config import get_profile
 from benchmark.data import resolve_data_dir
 from benchmark.environment import Environment, resolve_cache_dir, resolve_device
@@ -118,7 +118,7 @@ class Verifier:
         try:
             x_adv = torch.load(path, map_location="cpu", weights_only=True)["x_adv"]
         except Exception as error:
-            return verdict(f"{path.name} cannot be read ({type(error).__name__}: {error})")
+            return verdict(f"{path.name} cannot be read ({load_failure(error)})")
         (defense, digest), env = self.defense(record), self.environment(record)
         recorded = record.get("weights_sha256")  # absent from records that predate weight digests
         if recorded is not None and recorded != digest:

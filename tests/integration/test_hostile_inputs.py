@@ -427,3 +427,43 @@ def test_a_cascade_skipped_for_a_missing_capability_names_the_member(bench, tmp_
     argv = ["run", "--defenses", "cnn", "--attacks", "cascade:members=fgsm+vaea", "--eps", "0.1"]
     code, _, stderr = bench(*argv, "--out", str(tmp_path / "out"))
     assert code == 0 and "needs vae (for its member vaea), which cnn lacks" in stderr
+
+
+# Messages that bury the line --------------------------------------------------------------------------------------
+class NotATensor:
+    """Pickled into a file that ``torch.load(weights_only=True)`` must refuse."""
+
+
+def test_files_that_fail_to_load_are_named_without_torchs_advice(bench, tmp_path, shared_cache, mnist_dir):
+    import torch
+
+    from benchmark.verify import sha256_of
+
+    out = tmp_path / "out"
+    argv = ["run", "--defenses", "cnn", "--attacks", "fgsm", "--eps", "0.1", "--save-adversarials", "--out", str(out)]
+    assert bench(*argv)[0] == 0
+    (record_path,) = (out / "cells").glob("*.json")
+    adversarials = out / "adversarials" / f"{record_path.stem}.pt"
+    original = record_path.read_text(), adversarials.read_bytes()
+    torch.save({"x_adv": NotATensor()}, adversarials)
+    record_path.write_text(
+        json.dumps(json.loads(record_path.read_text()) | {"adversarials_sha256": sha256_of(adversarials)})
+    )
+    verify = ["verify", "--out", str(out), "--data-dir", str(mnist_dir), "--no-download"]
+    code, stdout, _ = bench(*verify, "--cache-dir", str(shared_cache))
+    (line,) = [line for line in stdout.splitlines() if line.startswith(record_path.stem)]
+    assert code == 1 and line.endswith(
+        f"FAILED: {adversarials.name} cannot be read (torch.load(weights_only=True) refuses it: Unsupported global: "
+        f"GLOBAL {__name__}.NotATensor)"
+    )
+    record_path.write_text(original[0])
+    adversarials.write_bytes(original[1])
+    bad_cache = tmp_path / "bad-cache"
+    bad_cache.mkdir()
+    (checkpoint,) = shared_cache.glob(f"cnn-{json.loads(record_path.read_text())['config_hash']}.pt")
+    torch.save({"state": NotATensor(), "meta": {}}, bad_cache / checkpoint.name)
+    code, stdout, stderr = bench(*verify, "--cache-dir", str(bad_cache))
+    assert code == 2 and stderr.count("\n") == 1 and "weights_only=False" not in stderr + stdout
+    assert stderr.startswith(
+        f"bench: error: {bad_cache / checkpoint.name} cannot be read (torch.load(weights_only=True)"
+    )
