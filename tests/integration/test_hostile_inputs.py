@@ -11,6 +11,7 @@ import os
 import shutil
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -467,3 +468,22 @@ def test_files_that_fail_to_load_are_named_without_torchs_advice(bench, tmp_path
     assert stderr.startswith(
         f"bench: error: {bad_cache / checkpoint.name} cannot be read (torch.load(weights_only=True)"
     )
+
+
+# Data -------------------------------------------------------------------------------------------------------------
+def test_a_label_corrupted_in_place_with_its_time_kept_is_caught_by_the_next_run(tmp_path, mnist_dir, shared_cache):
+    from benchmark.data import load_mnist
+
+    data = bad_mnist(tmp_path, mnist_dir, "none")  # a copy whose test labels are a file of its own
+    labels = data / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
+    load_mnist(data, download=False, cache_dir=shared_cache)  # parsed and cached
+    stamp = labels.stat()
+    damaged = bytearray(labels.read_bytes())
+    damaged[8 + 5] = 12
+    labels.write_bytes(bytes(damaged))
+    os.utime(labels, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    argv = ["run", "--defenses", "cnn", "--attacks", "fgsm", "--eps", "0.1", "--profile", "smoke", "--no-download"]
+    argv += ["--data-dir", str(data), "--cache-dir", str(shared_cache), "--out", str(tmp_path / "out")]
+    result = subprocess.run([sys.executable, "-m", "benchmark", *argv], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"bench: error: MNIST file {labels} holds 1 labels outside 0..9")
