@@ -16,6 +16,8 @@ from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from typing import Any
 
+import torch
+
 from benchmark.checkpoints import Checkpoint
 from benchmark.config import RunConfig
 from benchmark.environment import Environment, set_threads
@@ -151,13 +153,16 @@ class _Session:
         self.workers = executor.workers or cpus
         # Each task takes its share of the cluster's CPUs as torch threads, within what one node has.
         self.threads = max(1, min(cpus // self.workers, largest_node))
+        # A training job takes the driver's thread count, the one a local run trains with (within what one node
+        # has): the count orders a training's floating-point additions, so equal counts give bit-identical weights.
+        self.train_threads = max(1, min(torch.get_num_threads(), largest_node))
         gpus = executor.gpus_per_task if ray.cluster_resources().get("GPU", 0) else 0
         device = "cuda" if gpus else "cpu"
         # Workers never write the checkpoint cache (the driver does); a training job's worker reads MNIST
         # (once per process) from its own data directory; cells get their test points from the driver.
         self.env = replace(driver.env, device=device, cache_dir=None)
         options = {"num_cpus": self.threads, "num_gpus": gpus, "max_retries": TASK_RETRIES}
-        self.train_task = ray.remote(**options)(_train_task)
+        self.train_task = ray.remote(**{**options, "num_cpus": self.train_threads})(_train_task)
         self.clean_task = ray.remote(**options)(_clean_task)
         self.cell_task = ray.remote(**options)(_cell_task)
         self.locks = ExitStack()
@@ -191,7 +196,7 @@ class _Session:
             self.driver.reporter.log(f"{job.label}: loaded cached checkpoint {job.key}")
             return
         dependencies = [self.checkpoints[dependency.key] for dependency in job.dependencies]
-        ref = self.train_task.remote(job, self.env, self.threads, *dependencies)
+        ref = self.train_task.remote(job, self.env, self.train_threads, *dependencies)
         self.checkpoints[job.key] = ref
         self.outstanding[ref] = ("train", job)
         self.driver.reporter.log(f"{job.label}: training on the cluster")

@@ -161,3 +161,40 @@ def test_an_address_that_is_not_ray_gets_one_line_and_no_ray_logs(mnist_dir, tmp
         result.stderr == f"bench: error: {address} answers, but not as a Ray cluster (no gRPC server there); "
         "check --ray-address (`ray start --head` prints the address to use)\n"
     )
+
+
+def test_training_on_a_worker_gives_the_local_weights_bit_for_bit(mnist_dir, tmp_path):
+    """A training job on a worker takes the driver's torch thread count, so a defense trained there has the
+    weights a local run trains, bit for bit, though its cells (two in flight) run on one thread each: the records
+    then differ only where the README says, in the last digits of the floating-point means."""
+    import torch
+
+    from benchmark.checkpoints import CheckpointCache
+    from benchmark.cli import main
+
+    argv = ["run", "--defenses", "cnn", "--attacks", "fgsm,pgd", "--eps", "0.1,0.3", "--profile", "smoke"]
+    argv += ["--data-dir", str(mnist_dir), "--no-download", "--no-progress"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        assert main([*argv, "--out", str(tmp_path / "local"), "--cache-dir", str(tmp_path / "local-cache")]) == 0
+        on_ray = ["--out", str(tmp_path / "ray"), "--cache-dir", str(tmp_path / "ray-cache"), "--executor", "ray"]
+        assert main([*argv, *on_ray, "--workers", "2"]) == 0
+    finally:
+        ray.shutdown()
+        torch.set_num_threads(threads)
+    (local,), (distributed,) = (list((tmp_path / cache).glob("cnn-*.pt")) for cache in ("local-cache", "ray-cache"))
+    key = local.stem.rpartition("-")[2]
+    assert local.name == distributed.name
+    assert CheckpointCache(local.parent).load_key(key).weights_sha256 == (
+        CheckpointCache(distributed.parent).load_key(key).weights_sha256
+    )
+    expected, got = records(tmp_path / "local"), records(tmp_path / "ray")
+    assert expected.keys() == got.keys() and len(got) == 4
+    for cell, record in got.items():
+        for column, value in record.items():
+            if column in FLOAT_SUMMARIES:
+                assert value == pytest.approx(expected[cell][column], rel=1e-4), (cell, column)
+            elif column != "train_seconds":
+                assert value == expected[cell][column], (cell, column)
