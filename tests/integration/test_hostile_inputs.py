@@ -289,13 +289,20 @@ def test_a_deeply_nested_record_or_a_folder_among_the_records_is_an_invalid_reco
         assert code in (0, 2) and stderr.count("\n") <= 2
 
 
-def test_a_run_moves_a_deeply_nested_record_aside(bench, tmp_path):
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [("deep", "nests its values too deeply to be a record"), ("folder", "cannot be read (Is a directory)")],
+)
+def test_a_run_moves_a_deeply_nested_record_or_a_folder_aside(bench, tmp_path, damage, problem):
     out = tmp_path / "out"
     (out / "cells").mkdir(parents=True)
-    (out / "cells" / "1111111111111111.json").write_text(DEEP)
-    code, _, stderr = bench("run", "--defenses", "cnn", "--attacks", "fgsm", "--eps", "0.1", "--out", str(out))
-    assert code == 0 and "nests its values too deeply" in stderr
-    assert (out / "rejected" / "cells" / "1111111111111111.json").read_text() == DEEP
+    bad = out / "cells" / "1111111111111111.json"
+    bad.mkdir() if damage == "folder" else bad.write_text(DEEP)
+    code, stdout, stderr = bench("run", "--defenses", "cnn", "--attacks", "fgsm", "--eps", "0.1", "--out", str(out))
+    assert code == 0 and "1 cells computed" in stdout and f"{bad.name}: {problem}; moved to" in stderr
+    moved = out / "rejected" / "cells" / bad.name
+    assert moved.is_dir() if damage == "folder" else moved.read_text() == DEEP
+    assert not bad.exists()
 
 
 @pytest.mark.parametrize(
@@ -485,5 +492,6 @@ def test_a_label_corrupted_in_place_with_its_time_kept_is_caught_by_the_next_run
     argv = ["run", "--defenses", "cnn", "--attacks", "fgsm", "--eps", "0.1", "--profile", "smoke", "--no-download"]
     argv += ["--data-dir", str(data), "--cache-dir", str(shared_cache), "--out", str(tmp_path / "out")]
     result = subprocess.run([sys.executable, "-m", "benchmark", *argv], capture_output=True, text=True, timeout=600)
-    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
-    assert result.stderr.startswith(f"bench: error: MNIST file {labels} holds 1 labels outside 0..9")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    last = result.stderr.splitlines()[-1]  # after the run's log lines (its checkpoint loaded from the cache)
+    assert last.startswith(f"bench: error: MNIST file {labels} holds 1 labels outside 0..9")
