@@ -107,6 +107,6 @@ def evaluate(
     frame = run_benchmark(config)
     failures = frame.attrs["failures"]
     if failures:
-        raise BenchError(f"{len(failures)} cells failed their threat-model check: {failures[0].message}")
+        raise BenchError(f"{len(failures)} cells failed: {failures[0].message}")
     rows = frame[(frame["defense"] == name) & (frame["dataset"] == dataset) & (frame["profile"] == profile)]
     return rows.reset_index(drop=True)

@@ -403,6 +403,40 @@ def build():
 """
 
 
+NAN_WHEN_ATTACKED = """
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(784, 10)
+
+    def forward(self, x):
+        logits = self.fc(x.flatten(1))
+        if len(x) <= 2:  # the load check's two random images
+            return logits
+        off_grid = ((x * 255 - (x * 255).round()).abs() > 1e-3).flatten(1).any(dim=1)  # not an MNIST image's pixels
+        return logits.masked_fill(off_grid[:, None], float("inf"))
+
+
+def build():
+    return Net()
+"""
+
+
+def test_a_users_model_that_is_not_finite_on_attacked_images_fails_its_cell_in_one_line(bench, tmp_path):
+    source = tmp_path / "net.py"
+    source.write_text(NAN_WHEN_ATTACKED)
+    argv = ["run", "--defenses", f"model:source={source}", "--attacks", "fgsm", "--eps", "0.1"]
+    code, _, stderr = bench(*argv, "--out", str(tmp_path / "out"))
+    (line,) = [line for line in stderr.splitlines() if line.startswith("bench: ")]
+    assert code == 1 and line.startswith(f"bench: cell model:source={source} × fgsm failed: {source}: the model's")
+    assert "logits are not all finite (nan or inf)" in line and "Traceback" not in stderr
+    assert not list((tmp_path / "out").glob("cells/*.json"))  # nothing scored
+
+
 @pytest.mark.parametrize(
     ("code", "message"),
     [
