@@ -383,7 +383,7 @@ def test_compare_refuses_what_the_store_does_not_hold(bench, out, args, message)
 
 
 # User models ------------------------------------------------------------------------------------------------------
-NAN_ON_LARGE_BATCHES = """
+USER_MODEL = """
 import torch
 from torch import nn
 
@@ -395,35 +395,26 @@ class Net(nn.Module):
 
     def forward(self, x):
         logits = self.fc(x.flatten(1))
-        return logits.masked_fill(torch.arange(len(x))[:, None] == 2, float("nan"))  # the third image is NaN
+FORWARD
 
 
 def build():
     return Net()
 """
+#: The third image of every batch gets NaN logits: the load check's two images are fine.
+NAN_ON_LARGE_BATCHES = USER_MODEL.replace(
+    "FORWARD", '        return logits.masked_fill(torch.arange(len(x))[:, None] == 2, float("nan"))'
+)
 
 
-NAN_WHEN_ATTACKED = """
-import torch
-from torch import nn
-
-
-class Net(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc = nn.Linear(784, 10)
-
-    def forward(self, x):
-        logits = self.fc(x.flatten(1))
-        if len(x) <= 2:  # the load check's two random images
+#: Infinite logits on images whose pixels are not multiples of 1/255 (attacked ones), beyond the load check.
+NAN_WHEN_ATTACKED = USER_MODEL.replace(
+    "FORWARD",
+    """        if len(x) <= 2:
             return logits
-        off_grid = ((x * 255 - (x * 255).round()).abs() > 1e-3).flatten(1).any(dim=1)  # not an MNIST image's pixels
-        return logits.masked_fill(off_grid[:, None], float("inf"))
-
-
-def build():
-    return Net()
-"""
+        off_grid = ((x * 255 - (x * 255).round()).abs() > 1e-3).flatten(1).any(dim=1)
+        return logits.masked_fill(off_grid[:, None], float("inf"))""",
+)
 
 
 def test_a_users_model_that_is_not_finite_on_attacked_images_fails_its_cell_in_one_line(bench, tmp_path):
