@@ -107,6 +107,10 @@ class Attack(Plugin, ABC):
         """Human-readable budget for tables: the parameter range of attacks that ignore epsilon."""
         return "ε"
 
+    def requirers(self, capabilities: frozenset[str]) -> list[str]:
+        """The parts of this attack that need ``capabilities`` (a composite names its members; others none)."""
+        return []
+
     @classmethod
     def runs_in(cls, norm: str) -> bool:
         """Whether the attack runs under ``--norm norm`` (semantic attacks run under every norm)."""

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from attacks.base import ATTACKS, Attack, register_attack
+from foundation.errors import BenchError
 from foundation.threat_models import DEFAULT_NORM, NORMS
 
 SEPARATOR = "+"
@@ -84,7 +85,24 @@ class Cascade(Attack):
         self.threat_model = DEFAULT_NORM if DEFAULT_NORM in self.norms else min(self.norms)
         self.requires = frozenset().union(*(cls.requires for cls in classes))
 
+    def requirers(self, capabilities: frozenset[str]) -> list[str]:
+        """The members that need any of ``capabilities``."""
+        names = member_names(self.config.members)
+        return [
+            name for name, cls in zip(names, self.config.member_classes(), strict=True) if cls.requires & capabilities
+        ]
+
     def for_threat_model(self, norm: str) -> Attack:
+        names, classes = member_names(self.config.members), self.config.member_classes()
+        outside = [
+            f"{name} (it supports: {', '.join(sorted(cls.norms))})"
+            for name, cls in zip(names, classes, strict=True)
+            if norm in NORMS and norm not in cls.norms
+        ]
+        if outside:
+            raise BenchError(
+                f"cascade member {', '.join(outside)} does not run in the {norm} threat model; drop it from members"
+            )
         super().for_threat_model(norm)
         self.__dict__.pop("members", None)  # rebuilt in the new norm
         return self

@@ -14,8 +14,10 @@ if TYPE_CHECKING:
     from benchmark.api import evaluate
     from benchmark.config import PROFILES, RunConfig, get_profile, parse_epsilons
     from benchmark.runner import run_benchmark
+    from foundation.errors import BenchError
 
 _HOMES = {
+    "BenchError": "foundation.errors",
     "PROFILES": "benchmark.config",
     "RunConfig": "benchmark.config",
     "get_profile": "benchmark.config",
@@ -23,7 +25,7 @@ _HOMES = {
     "run_benchmark": "benchmark.runner",
     "evaluate": "benchmark.api",
 }
-__all__ = ["PROFILES", "RunConfig", "evaluate", "get_profile", "parse_epsilons", "run_benchmark"]
+__all__ = ["PROFILES", "BenchError", "RunConfig", "evaluate", "get_profile", "parse_epsilons", "run_benchmark"]
 
 
 def __getattr__(name: str) -> Any:

@@ -17,6 +17,7 @@ from torch import nn
 
 from benchmark import in_memory
 from benchmark.adaptive import ADAPTIVE, run_adaptive
+from benchmark.api_arguments import checked_arguments
 from benchmark.config import RunConfig, get_profile
 from benchmark.datasets.base import DATASETS
 from benchmark.environment import resolve_cache_dir
@@ -62,9 +63,27 @@ def evaluate(
     number of test points (RobustBench's ``n_examples``; default: the profile's).  ``executor="ray"`` runs
     on Ray (the instance this process has initialised, else a local one started for the run).
     ``"adaptive"`` among ``attacks`` runs the adaptive protocol (``benchmark.adaptive``) besides the other
-    attacks named."""
+    attacks named.
+    Every argument is checked first (``benchmark.api_arguments``): a bad one raises ``BenchError``
+    (``benchmark.BenchError``) with the CLI's one-line message."""
     if not isinstance(model, nn.Module):
         raise BenchError(f"evaluate() needs a torch.nn.Module; got {type(model).__name__}")
+    attacks, epsilons = checked_arguments(
+        dataset=dataset,
+        out_dir=out_dir,
+        data_dir=data_dir,
+        attacks=attacks,
+        epsilons=epsilons,
+        randomized=randomized,
+        name=name,
+        profile=profile,
+        seed=seed,
+        device=device,
+        cache_dir=cache_dir,
+        download=download,
+        progress=progress,
+        norm=norm,
+    )
     chosen = get_profile(profile)
     cache = resolve_cache_dir(Path(cache_dir) if cache_dir else None)
     # The model defense builds its module by calling ``entry`` in ``module``: a copy of this model.
@@ -98,7 +117,7 @@ def evaluate(
         frame = run_benchmark(config)
         failures = frame.attrs["failures"]
     if failures:
-        raise BenchError(f"{len(failures)} cells failed their threat-model check: {failures[0].message}")
+        raise BenchError(f"{len(failures)} cells failed: {failures[0].message}")
     rows = frame[(frame["defense"] == name) & (frame["dataset"] == dataset) & (frame["profile"] == profile)]
     rows = rows[rows["n"] == config.effective_n_test]  # not the rows of other --n-test runs in the store
     return rows.reset_index(drop=True)

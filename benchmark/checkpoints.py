@@ -20,6 +20,7 @@ import torch
 
 from benchmark.atomic import atomic_write
 from benchmark.locking import hold
+from foundation.errors import BenchError
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,19 @@ class CorruptCheckpoint(Exception):
     pass
 
 
+def load_failure(error: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` failed, in one line and without torch's page of advice, which
+    suggests loading with ``weights_only=False``: never an option for the harness (it would run the file's code)."""
+    text = str(error)
+    if "WeightsUnpickler error:" in text:
+        detail = text.split("WeightsUnpickler error:", 1)[1]
+        first = next((line.strip() for line in detail.splitlines() if line.strip()), "")
+        first = re.split(r" was not an allowed global|\. Please", first)[0].rstrip(".")
+        return f"torch.load(weights_only=True) refuses it: {first or 'objects other than tensors'}"
+    lines = [line.strip() for line in text.splitlines() if line.strip() and "weights_only" not in line]
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
 class CheckpointCache:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -75,6 +89,10 @@ class CheckpointCache:
     def load(self, name: str, key: str) -> Checkpoint | None:
         """The checkpoint, ``None`` when absent; raises ``CorruptCheckpoint`` when unreadable."""
         path = self.path(name, key)
+        if path.is_dir():
+            raise BenchError(
+                f"{path} is a folder where the checkpoint of {name} belongs; move it away (or pick another --cache-dir)"
+            )
         return self._read(path, key) if path.exists() else None
 
     def load_key(self, key: str) -> Checkpoint | None:
@@ -101,7 +119,7 @@ class CheckpointCache:
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:
-            raise CorruptCheckpoint(f"{path} cannot be read ({type(error).__name__}: {error})") from None
+            raise CorruptCheckpoint(f"{path} cannot be read ({load_failure(error)})") from None
         if not isinstance(payload, dict) or not {"state", "meta"} <= payload.keys():
             raise CorruptCheckpoint(f"{path} is not a checkpoint of this harness")
         if payload["meta"].get("config_hash") != key:

@@ -18,7 +18,6 @@ from pathlib import Path
 
 from benchmark.interrupts import Terminated, interruptible
 from foundation.errors import BenchError, did_you_mean
-from foundation.registry import Spec
 from foundation.threat_models import DEFAULT_NORM, NORMS
 
 EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 1, 130, 143
@@ -180,22 +179,8 @@ def _bounded(value: int, flag: str, low: int = 1, high: int | None = None) -> in
     return value
 
 
-def _attacks_in(norm: str, text: str) -> list[Spec]:
-    """The attack specs of ``text`` for the ``norm`` threat model: ``all`` selects those that run in it,
-    a named attack that does not is refused, naming those that do."""
-    from attacks.base import ATTACKS
-
-    named = {Spec.parse(item).name for item in text.split(",") if item.strip() and item.strip() != "all"}
-    specs = ATTACKS.expand(text)
-    for spec in specs:
-        if spec.name in named and not ATTACKS.get(spec.name).runs_in(norm):
-            valid = ", ".join(name for name in ATTACKS.primary_names() if ATTACKS.get(name).runs_in(norm))
-            raise BenchError(f"attack {spec.name!r} does not run under --norm {norm}; attacks that do: {valid}")
-    return [spec for spec in specs if ATTACKS.get(spec.name).runs_in(norm)]
-
-
 def _run_config(args: argparse.Namespace, defenses: str = "cnn", attacks: str = "fgsm", eps: str | None = None):
-    from benchmark.config import RunConfig, get_profile, parse_epsilons
+    from benchmark.config import RunConfig, attacks_in, get_profile, parse_epsilons
     from benchmark.datasets.base import DATASETS
     from defenses.base import DEFENSES
 
@@ -206,7 +191,7 @@ def _run_config(args: argparse.Namespace, defenses: str = "cnn", attacks: str = 
         raise BenchError(f"unknown --norm {norm!r}; {did_you_mean(norm, NORMS)}valid: {', '.join(NORMS)}")
     return RunConfig(
         defenses=tuple(DEFENSES.expand(defenses)),
-        attacks=tuple(_attacks_in(norm, attacks)) if attacks else (),
+        attacks=tuple(attacks_in(norm, attacks)) if attacks else (),
         epsilons=parse_epsilons(eps, norm, math.prod(dataset.input_shape))
         if eps is not None
         else dataset.default_epsilons(profile, norm),
@@ -372,6 +357,18 @@ def _load_store(out: Path):
     return records_to_frame(records)
 
 
+def _writable_store(out: Path):
+    """The leaderboard frame of the store in ``out``, which a report then writes into: refused in one line
+    when ``out`` cannot be written or holds a folder where a file goes (or the other way round)."""
+    from benchmark.environment import ensure_writable
+    from benchmark.store import check_layout
+
+    frame = _load_store(out)
+    ensure_writable(out, "--out")
+    check_layout(out)
+    return frame
+
+
 def _say_skipped(store) -> None:
     """One line on stderr naming the invalid records a reader left out (a writer moves them aside)."""
     if store.skipped:
@@ -396,15 +393,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if args.name == "leaderboard":
         from benchmark.leaderboard import write_leaderboard
 
-        csv_path, md_path = write_leaderboard(_load_store(args.out), args.out)
+        csv_path, md_path = write_leaderboard(_writable_store(args.out), args.out)
         print(f"wrote {csv_path} and {md_path}")
         return 0
     if args.name == "json":
-        paths = importlib.import_module(REPORTS["json"]).report_json(args.out, _load_store(args.out))
+        paths = importlib.import_module(REPORTS["json"]).report_json(args.out, _writable_store(args.out))
         print(f"wrote {len(paths)} RobustBench-style JSON file(s) under {args.out / 'json'}")
         return 0
     if args.name == "html":
-        paths = importlib.import_module(REPORTS["html"]).report_html(args.out, _load_store(args.out))
+        paths = importlib.import_module(REPORTS["html"]).report_html(args.out, _writable_store(args.out))
         print(f"wrote {paths[0]} and {len(paths) - 1} defense page(s) beside it")
         return 0
     config = _run_config(args)
@@ -470,6 +467,20 @@ def _read_csv(path: Path, what: str):
     return frame
 
 
+def _without_invalid(run, invalid_keys: set[str]):
+    """The run's leaderboard without the rows of invalid records (``invalid_keys``) nor the worst-case rows
+    derived from them: numbers the store no longer vouches for are not compared (they count as missing)."""
+    if not invalid_keys or "cell_key" not in run:
+        return run
+    from benchmark.worst_case import GROUP, WORST
+
+    invalid = run["cell_key"].isin(invalid_keys)
+    columns = [column for column in GROUP if column in run]
+    derived = run[columns].merge(run.loc[invalid, columns].drop_duplicates(), how="left", indicator=True)
+    tainted = (run["attack"] == WORST).to_numpy() & (derived["_merge"] == "both").to_numpy()
+    return run[~invalid.to_numpy() & ~tainted]
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
@@ -489,6 +500,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
         store = ResultStore(args.run)
         store.records()
         _say_skipped(store)
+        run = _without_invalid(run, {skipped.path.stem for skipped in store.skipped})
     report = compare(baseline, run, floor=args.floor)
     if not report.regressions.empty:
         print("Regressions (robust accuracy below baseline by more than the tolerance):")
@@ -512,9 +524,14 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
+    from benchmark.store import ResultStore
     from benchmark.verify import verify_store
 
-    verdicts = verify_store(args.out, args.cell, args.cache_dir, args.data_dir, args.device, not args.no_download)
+    store = ResultStore(args.out)
+    try:
+        verdicts = verify_store(store, args.cell, args.cache_dir, args.data_dir, args.device, not args.no_download)
+    finally:
+        _say_skipped(store)
     for verdict in verdicts:
         print(verdict.line())
     failed = sum(verdict.problem is not None for verdict in verdicts)
@@ -523,12 +540,13 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from benchmark.compare import compare
+    from benchmark.compare import check_labels, compare
 
     frame = _load_store(args.out)
     for column in ("dataset", "profile"):
         if getattr(args, column) is not None:
             frame = frame[frame[column] == getattr(args, column)]
+    check_labels(frame, args.a, args.b, args.attack)
     eps = args.eps
     if eps is None:
         rows = frame[(frame["attack"] == args.attack) & frame["defense"].isin([args.a, args.b])]

@@ -16,7 +16,7 @@ import pandas as pd
 from scipy.stats import binomtest
 
 from benchmark.metrics import unpack_mask
-from foundation.errors import BenchError
+from foundation.errors import BenchError, did_you_mean
 
 #: What two rows must share to have been evaluated on the same points (their first min(n) of them).
 SAME_POINTS = ("dataset", "profile", "seed")
@@ -61,14 +61,33 @@ class Comparison:
         ]
 
 
+def _known(label: str, what: str, stored: pd.Series) -> None:
+    names = sorted(stored.dropna().astype(str).unique())
+    if label not in names:
+        raise BenchError(
+            f"unknown {what} {label!r} in this store; {did_you_mean(label, names)}stored: {', '.join(names) or 'none'}"
+        )
+
+
+def check_labels(frame: pd.DataFrame, a: str, b: str, attack: str) -> None:
+    """Refuse a comparison of a defense with itself, or of a defense or an attack the store does not hold."""
+    if a == b:
+        raise BenchError(f"both defenses are {a!r}; a paired comparison needs two different defenses")
+    for defense in (a, b):
+        _known(defense, "defense", frame["defense"])
+    _known(attack, "attack", frame["attack"])
+
+
 def _row(frame: pd.DataFrame, defense: str, attack: str, eps: float) -> pd.Series:
     rows = frame[(frame["defense"] == defense) & (frame["attack"] == attack) & (frame["status"] == "ok")]
-    rows = rows[(rows["eps"] - eps).abs() < 1e-9]
-    if rows.empty:
-        known = sorted(frame.loc[frame["attack"] == attack, "defense"].unique())
+    at = rows[(rows["eps"] - eps).abs() < 1e-9]
+    if at.empty:
+        stored = ", ".join(f"{value:g}" for value in sorted(rows["eps"].dropna().unique()))
         raise BenchError(
-            f"no {attack} row for {defense!r} at ε = {eps:g}; defenses with one: {', '.join(known) or 'none'}"
+            f"no {attack} row for {defense!r} at ε = {eps:g}; "
+            + (f"its stored ε: {stored}; pass one of them with --eps" if stored else f"{defense!r} has no {attack} row")
         )
+    rows = at
     if len(rows) > 1:
         raise BenchError(
             f"{defense!r} has {len(rows)} {attack} rows at ε = {eps:g} (several datasets or profiles); "
@@ -82,6 +101,7 @@ def _row(frame: pd.DataFrame, defense: str, attack: str, eps: float) -> pd.Serie
 
 def compare(frame: pd.DataFrame, a: str, b: str, eps: float, attack: str = "worst") -> Comparison:
     """The paired comparison of defenses ``a`` and ``b`` under ``attack`` at ``eps``."""
+    check_labels(frame, a, b, attack)
     first, second = _row(frame, a, attack, eps), _row(frame, b, attack, eps)
     for column in SAME_POINTS:
         if first.get(column) != second.get(column):

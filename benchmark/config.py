@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -71,19 +73,34 @@ def parse_epsilons(text: str, norm: str = DEFAULT_NORM, dimension: int | None = 
             start, stop, step = (_number(part, "epsilon") for part in parts)
             if step <= 0 or stop < start:
                 raise BenchError(f"epsilon range {item!r} needs start <= stop and a positive step")
-            count = math.floor((stop - start) / step + 1e-9) + 1
+            steps = (stop - start) / step  # inf when the step is tiny beside the span (1e-320, 1e-308)
+            count = math.floor(steps + 1e-9) + 1 if steps < 1e15 else math.inf
             if count + len(values) > MAX_EPSILONS:
-                raise BenchError(f"epsilon range {item!r} has {count:,} values; at most {MAX_EPSILONS} per run")
+                many = f"{count:,}" if count < math.inf else f"about {steps:.3g}" if steps < math.inf else "over 1e308"
+                raise BenchError(f"epsilon range {item!r} has {many} values; at most {MAX_EPSILONS} per run")
             values.extend(round(start + i * step, 10) for i in range(count))
         else:
             values.append(_number(item, "epsilon"))
+    return checked_epsilons(values, norm, dimension)
+
+
+def checked_epsilons(
+    values: Sequence[float], norm: str = DEFAULT_NORM, dimension: int | None = None
+) -> tuple[float, ...]:
+    """The distinct epsilons of ``values``, sorted, each checked against the ``norm`` ball's bounds (as
+    ``parse_epsilons``); a value that is not a finite number, or a list empty or too long, is a ``BenchError``."""
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, Real):
+            raise BenchError(f"epsilon {value!r} is not a number")
+        if not math.isfinite(value):
+            raise BenchError(f"epsilon {value!r} is not a finite number")
     if len(values) > MAX_EPSILONS:
         raise BenchError(f"{len(values):,} epsilons given; at most {MAX_EPSILONS} per run")
     if not values:
         raise BenchError("no epsilon given; pass e.g. --eps 0.1,0.3 or --eps 0:0.3:0.1")
     from attacks.base import validate_epsilon  # here, not at the top: importing attacks.base imports torch
 
-    for value in values:
+    for value in map(float, values):
         if norm != DEFAULT_NORM:
             validate_epsilon(value, norm, dimension)
             continue
@@ -93,7 +110,21 @@ def parse_epsilons(text: str, norm: str = DEFAULT_NORM, dimension: int | None = 
             raise BenchError(
                 f"epsilon {value:g} is outside [0, 1] (inputs are images in [0, 1]; L2 budgets need --norm l2)"
             ) from None
-    return tuple(sorted(set(values)))
+    return tuple(sorted(set(map(float, values))))
+
+
+def attacks_in(norm: str, text: str) -> list[Spec]:
+    """The attack specs of ``text`` for the ``norm`` threat model: ``all`` selects those that run in it,
+    a named attack that does not is refused, naming those that do."""
+    from attacks.base import ATTACKS
+
+    named = {Spec.parse(item).name for item in text.split(",") if item.strip() and item.strip() != "all"}
+    specs = ATTACKS.expand(text)
+    for spec in specs:
+        if spec.name in named and not ATTACKS.get(spec.name).runs_in(norm):
+            valid = ", ".join(name for name in ATTACKS.primary_names() if ATTACKS.get(name).runs_in(norm))
+            raise BenchError(f"attack {spec.name!r} does not run under --norm {norm}; attacks that do: {valid}")
+    return [spec for spec in specs if ATTACKS.get(spec.name).runs_in(norm)]
 
 
 #: Bounds on the work one run may ask for; each has a flag or a message saying how to go beyond.

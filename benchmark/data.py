@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import os
 from dataclasses import dataclass
@@ -180,15 +181,29 @@ def _load_split(root: Path, train: bool, fmt: IdxFormat) -> Split:
     return Split(images, dataset.targets.to(torch.int64))
 
 
+def content_digest(folder: Path) -> str:
+    """sha256 over the files a dataset is parsed from (all but the ``.gz`` archives): each one's path, size and
+    bytes, in path order.  Content, not sizes and times: a label changed in place with its time kept is a new
+    key.  Hashing MNIST's 55 MB takes well under a second, once per process (``environment._dataset``)."""
+    digest = hashlib.sha256()
+    files = sorted((str(p.relative_to(folder)), p) for p in folder.rglob("*") if p.is_file() and p.suffix != ".gz")
+    for name, path in files:
+        digest.update(f"{name}\0{path.stat().st_size}\0".encode())
+        try:
+            with path.open("rb") as handle:
+                digest.update(hashlib.file_digest(handle, "sha256").digest())
+        except OSError as error:
+            raise BenchError(f"{path} cannot be read ({error.strerror or error}); {_FIX}") from None
+    return digest.hexdigest()
+
+
 def parsed_cache(data_dir: Path, cache_dir: Path | None, folder: str, prefix: str) -> Path | None:
-    """Where the parsed tensors of a dataset's copy are cached (keyed by its raw files' sizes and times)."""
+    """Where the parsed tensors of a dataset's copy are cached (keyed by its files' content digest)."""
     raw = data_dir / folder
     if cache_dir is None or not raw.is_dir():
         return None
-    files = [p for p in raw.rglob("*") if p.is_file() and p.suffix not in (".gz",)]
-    stamp = sorted((str(p.relative_to(raw)), p.stat().st_size, int(p.stat().st_mtime)) for p in files)
     # In a folder of their own: the checkpoint cache's top level holds checkpoints only.
-    return cache_dir / "data" / f"{prefix}-{config_hash([str(data_dir.resolve()), stamp])}.pt"
+    return cache_dir / "data" / f"{prefix}-{config_hash([str(data_dir.resolve()), content_digest(raw)])}.pt"
 
 
 def not_found(title: str, layout: str, data_dir: Path, how: str, error: Exception) -> BenchError:

@@ -91,7 +91,9 @@ def missing_capability(cell: Cell, attack: Attack, defense: Defense, clean_recor
     """
     missing = attack.requires - defense.provides
     if missing:
-        return f"{cell.attack.label} needs {', '.join(sorted(missing))}, which {cell.defense.label} lacks"
+        members = attack.requirers(frozenset(missing))
+        whose = f" (for its member {', '.join(members)})" if members else ""
+        return f"{cell.attack.label} needs {', '.join(sorted(missing))}{whose}, which {cell.defense.label} lacks"
     if "gradients" in attack.requires and clean_record["diagnostics"].get("gradient_masking_share", 0.0) >= 1.0:
         return (
             f"{cell.attack.label} needs input gradients, and those of {cell.defense.label} are zero or missing "

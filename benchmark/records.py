@@ -14,6 +14,8 @@ from typing import Any
 
 HEX_KEY = re.compile(r"[0-9a-f]{16}")
 STATUSES = ("ok", "skipped")
+#: The attack label of the derived per-point worst-case rows (``benchmark.worst_case``): never a stored cell's.
+WORST = "worst"
 
 Check = Callable[[Any], bool]
 
@@ -139,6 +141,8 @@ def cell_problem(record: Any, key: str) -> str | None:
         return problem
     if record["cell_key"] != key:
         return f"is filed under {key} but holds cell {record['cell_key']}"
+    if record["attack"] == WORST:
+        return f"attack is {WORST!r}, the label of the derived worst-case rows, which are never stored"
     if record["eps"] is not None and record["eps"] > 1 and record["threat_model"] != "l2":
         return f"eps is {record['eps']!r}, not a number in [0, 1] (only L2 budgets exceed 1)"
     if record["status"] != "ok":
@@ -151,12 +155,29 @@ def cell_problem(record: Any, key: str) -> str | None:
         return f"robust_accuracy {robust} lies outside its interval [{low}, {high}]"
     if robust > record["clean_accuracy"] + 1e-9:
         return f"robust_accuracy {robust} exceeds clean_accuracy {record['clean_accuracy']}"
-    points = record.get("robust_points")
-    if points is not None and len(points) != 2 * math.ceil(record["n"] / 8):
-        return f"robust_points holds {len(points) * 4} bits, not {record['n']} points"
+    problem = _mask_problem(record["robust_points"], record["n"], robust)
+    if problem:
+        return problem
     norms = record.get("minimal_norms")
     if norms is not None and len(norms) != 4 * record["n"]:
         return f"minimal_norms holds {len(norms) // 4} sizes, not {record['n']} points"
+    return None
+
+
+def _mask_problem(points: str, n: int, robust_accuracy: float) -> str | None:
+    """What makes a cell's per-point mask disagree with its size or its robust accuracy, or ``None``: the mask's
+    robust points are what the worst case and paired comparisons count, so they must be the record's number."""
+    if len(points) != 2 * math.ceil(n / 8):
+        return f"robust_points holds {len(points) * 4} bits, not {n} points"
+    survivors = sum(bin(byte).count("1") for byte in bytes.fromhex(points))
+    padding = int(points[-2:], 16) & ((1 << (-n % 8)) - 1) if points else 0
+    if padding:
+        return f"robust_points sets bits beyond its {n} points"
+    if abs(survivors - robust_accuracy * n) > 1e-6 * n:
+        return (
+            f"robust_points marks {survivors} of {n} points robust, but robust_accuracy {robust_accuracy} "
+            f"means {robust_accuracy * n:g}"
+        )
     return None
 
 

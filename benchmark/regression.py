@@ -62,7 +62,7 @@ def table_problem(text: pd.DataFrame) -> tuple[int, str, str] | None:
     """The first bad value of a leaderboard read as text (``dtype=str, keep_default_na=False``), or ``None``.
 
     Returns (row index, column, what is wrong).  ``profile``, ``defense`` and ``attack`` must not be
-    blank, ``eps`` is a number or blank, ``status`` (when present) is ok or skipped, and in ok rows
+    blank, ``eps`` is a number of 0 or more or blank, ``status`` (when present) is ok or skipped, and in ok rows
     (all rows without a ``status`` column) the three shares are numbers in [0, 1]; skipped rows may
     leave them blank.  One vectorised pass per column.
     """
@@ -81,7 +81,9 @@ def table_problem(text: pd.DataFrame) -> tuple[int, str, str] | None:
     if "status" in text:
         checks.append(("status", ~text["status"].isin(STATUSES), f"is not {' or '.join(STATUSES)}"))
         ok = text["status"] == "ok"
-    checks.append(("eps", ~blank["eps"] & numbers("eps").isna(), "is not a number (nor blank)"))
+    eps = numbers("eps")
+    checks.append(("eps", ~blank["eps"] & eps.isna(), "is not a number (nor blank)"))
+    checks.append(("eps", eps < 0, "is negative, but ε is a budget of 0 or more (or blank)"))
     for column in SHARES:
         share = numbers(column)
         checks.append((column, ok & blank[column], "is blank, but an ok row needs a number in [0, 1]"))

@@ -26,7 +26,7 @@ from benchmark.leaderboard import records_to_frame, write_leaderboard
 from benchmark.plan import Cell, CleanEvaluation, Plan, Planner, TrainingJob
 from benchmark.progress import Reporter
 from benchmark.site import render_site
-from benchmark.store import ResultStore
+from benchmark.store import ResultStore, check_layout
 from foundation.errors import BenchError
 
 
@@ -129,6 +129,7 @@ def _check_plan_size(plan: Plan, limit: int) -> None:
 def prepare(config: RunConfig, tidy: bool = True) -> tuple[Planner, Driver, Plan]:
     """Check the directories, move invalid records aside (when ``tidy``), and plan what is left to do."""
     ensure_writable(Path(config.out_dir), "--out")
+    check_layout(Path(config.out_dir))
     env = Environment.of(config)
     ensure_writable(env.cache_dir, "--cache-dir")
     reporter = Reporter(config.progress)

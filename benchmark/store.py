@@ -27,6 +27,7 @@ from typing import Any
 from benchmark.atomic import atomic_write, atomic_write_text
 from benchmark.locking import hold
 from benchmark.records import cell_problem, clean_problem
+from foundation.errors import BenchError
 
 
 def _json_safe(value: Any) -> Any:
@@ -52,7 +53,31 @@ def _read(path: Path, problem: Callable[[Any, str], str | None]) -> tuple[Any, s
         return None, "is not UTF-8 text"
     except ValueError as error:
         return None, f"is not JSON ({error})"
+    except RecursionError:
+        return None, "nests its values too deeply to be a record"
+    except OSError as error:
+        return None, f"cannot be read ({error.strerror or error})"
     return record, problem(record, path.stem)
+
+
+#: What ``bench run`` and ``bench report`` write in a results directory: files, and folders.
+OUTPUT_FILES = ("leaderboard.csv", "leaderboard.md", "curves.csv", "paper000.md", "paper001.md")
+OUTPUT_FOLDERS = ("cells", "clean", "rejected", ".locks", "adversarials", "curves", "site", "json")
+
+
+def check_layout(root: Path) -> None:
+    """Refuse a results directory where a file bench writes is a folder, or a folder it keeps is a file (said
+    before anything is computed, rather than when the result is written)."""
+    for name in OUTPUT_FILES:
+        if (root / name).is_dir():
+            raise BenchError(
+                f"{root / name} is a folder, but bench writes a file there; move it away or pick another --out"
+            )
+    for name in OUTPUT_FOLDERS:
+        if (root / name).exists() and not (root / name).is_dir():
+            raise BenchError(
+                f"{root / name} is a file, but bench keeps a folder there; move it away or pick another --out"
+            )
 
 
 class ResultStore:

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from attacks.base import check_threat_model
-from benchmark.checkpoints import CheckpointCache, CorruptCheckpoint
+from benchmark.checkpoints import CheckpointCache, CorruptCheckpoint, load_failure
 from benchmark.config import get_profile
 from benchmark.data import resolve_data_dir
 from benchmark.environment import Environment, resolve_cache_dir, resolve_device
@@ -119,7 +119,7 @@ class Verifier:
         try:
             x_adv = torch.load(path, map_location="cpu", weights_only=True)["x_adv"]
         except Exception as error:
-            return verdict(f"{path.name} cannot be read ({type(error).__name__}: {error})")
+            return verdict(f"{path.name} cannot be read ({load_failure(error)})")
         (defense, digest), env = self.defense(record), self.environment(record)
         recorded = record.get("weights_sha256")  # absent from records that predate weight digests
         if recorded is not None and recorded != digest:
@@ -153,15 +153,15 @@ class Verifier:
 
 
 def verify_store(
-    out: Path,
+    store: ResultStore,
     cell: str | None = None,
     cache_dir: Path | None = None,
     data_dir: Path | None = None,
     device: str = "auto",
     download: bool = True,
 ) -> list[Verdict]:
-    """Re-check every stored cell with saved adversarial examples (or the one ``cell``)."""
-    store = ResultStore(out)
+    """Re-check every stored valid cell with saved adversarial examples (or the one ``cell``); the invalid records
+    left out are in ``store.skipped``."""
     records = saved_records(store, cell)
     verifier = Verifier(resolve_cache_dir(cache_dir), resolve_data_dir(data_dir), resolve_device(device), download)
     return [verifier.check(store, record) for record in records]

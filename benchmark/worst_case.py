@@ -9,9 +9,10 @@ import pandas as pd
 from benchmark.config import config_hash
 from benchmark.datasets.base import with_dataset
 from benchmark.metrics import unpack_mask, wilson_interval
+from benchmark.records import WORST
 from foundation.threat_models import NORMS
 
-WORST = "worst"
+__all__ = ["WORST", "group_cells", "headline_eps", "worst_case_rows"]
 #: The store's threat models -> RobustBench's folder names (``ThreatModel`` values); others get no file.
 THREAT_MODELS = {"linf": "Linf", "l2": "L2"}
 #: The order in which a dataset's threat models are presented: its headline first (RobustBench's
@@ -77,7 +78,10 @@ def worst_case_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """One ``attack = worst`` row per group of ok, ε-bounded cells of one norm-ball threat model (L∞, L2).
 
     A group with a cell lacking per-point results (recorded by an older version) gets no row: a worst
-    case over only some of the attacks would overstate robustness.
+    case over only some of the attacks would overstate robustness.  The row is consistent with its members:
+    its robust points are those every member counts as robust (each member's mask agrees with its recorded
+    robust accuracy: ``benchmark.records``), so it never exceeds any of them, and its clean accuracy is the
+    lowest of theirs, so it never exceeds that either.
     """
     frame = with_dataset(frame)
     if frame.empty or "robust_points" not in frame:
@@ -96,7 +100,7 @@ def worst_case_rows(frame: pd.DataFrame) -> pd.DataFrame:
         robust = np.logical_and.reduce([unpack_mask(text, n) for text in group["robust_points"]])
         first = group.iloc[0]
         low, high = wilson_interval(int(robust.sum()), n)
-        clean = float(first["clean_accuracy"])
+        clean = float(group["clean_accuracy"].min())
         rows.append(
             {
                 **{column: first[column] for column in GROUP},

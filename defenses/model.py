@@ -115,7 +115,7 @@ def _import_source(path: Path) -> ModuleType:
     sys.modules[name] = module  # as an import does: dataclasses and pickling inside the file look it up
     try:
         spec.loader.exec_module(module)
-    except Exception as error:
+    except (Exception, SystemExit) as error:  # sys.exit() in the user's file is a failed import, not an exit
         del sys.modules[name]
         raise BenchError(f"importing {path} (option source of {_WHO}) failed: {_one_line(error)}") from error
     return module
@@ -131,7 +131,7 @@ def _import_module(name: str) -> ModuleType:
                 "directory to PYTHONPATH)"
             ) from None
         raise BenchError(f"importing module {name} (option module of {_WHO}) failed: {_one_line(error)}") from error
-    except Exception as error:
+    except (Exception, SystemExit) as error:
         raise BenchError(f"importing module {name} (option module of {_WHO}) failed: {_one_line(error)}") from error
 
 
@@ -141,6 +141,26 @@ def _module_file(module: ModuleType) -> Path:
     if not file:
         raise BenchError(f"option module of {_WHO}: {module.__name__} has no file to hash (a namespace package?)")
     return Path(file)
+
+
+class FiniteLogits(nn.Module):
+    """The user's model, refusing non-finite logits on every batch it is given: the check at load sees two
+    random images, and a model that is NaN elsewhere must stop the evaluation, not be scored."""
+
+    def __init__(self, model: nn.Module, where: str) -> None:
+        super().__init__()
+        self.model, self.where = model, where
+        self.training = model.training  # in the mode of the model it wraps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.model(x)
+        if isinstance(logits, torch.Tensor) and not torch.isfinite(logits).all():
+            bad = int((~torch.isfinite(logits)).any(dim=-1).sum()) if logits.dim() > 1 else len(logits)
+            raise BenchError(
+                f"{self.where}: the model's logits are not all finite (nan or inf) on {bad} of {len(x)} images "
+                "of a batch it was given; fix the model (its forward pass must give finite logits on [0, 1] images)"
+            )
+        return logits
 
 
 @register_defense("model")
@@ -205,7 +225,7 @@ class ModelDefense(Defense):
             )
         try:
             model = function()
-        except Exception as error:
+        except (Exception, SystemExit) as error:
             raise BenchError(f"{self.where}: {entry}() raised {_one_line(error)}") from error
         if not isinstance(model, nn.Module):
             raise BenchError(
@@ -268,7 +288,7 @@ class ModelDefense(Defense):
         return {"weights_layout": self.weights_layout} if self.weights_layout else {}
 
     def deployed_model(self) -> nn.Module:
-        return self.deployed
+        return FiniteLogits(self.deployed, self.where)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"model": self.model}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 import typing
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -83,6 +84,8 @@ class Spec:
             key, sep, value = part.partition("=")
             if not sep or not key:
                 raise BenchError(f"option {part!r} in {text!r} is not of the form key=value")
+            if key.strip() in (given for given, _ in options):
+                raise BenchError(f"option {key.strip()!r} is given twice in {text!r}; give each option once")
             options.append((key.strip(), value.strip()))
         return cls(name, tuple(options))
 
@@ -112,9 +115,12 @@ def _convert(value: str, annotation: Any, where: str) -> Any:
         raise BenchError(f"{where} must be true or false; got {value!r}")
     if annotation in (int, float):
         try:
-            return annotation(value)
+            number = annotation(value)
         except ValueError:
             raise BenchError(f"{where} must be a number ({annotation.__name__}); got {value!r}") from None
+        if not math.isfinite(number):
+            raise BenchError(f"{where} must be a finite number; got {value!r}")
+        return number
     return value
 
 

@@ -17,6 +17,8 @@ from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from typing import Any
 
+import torch
+
 from benchmark import in_memory
 from benchmark.checkpoints import Checkpoint
 from benchmark.config import RunConfig
@@ -93,19 +95,38 @@ def _in_memory(job: TrainingJob) -> bool:
     return job.spec.name == "model" and dict(job.spec.options).get("module") == in_memory.__name__
 
 
+#: The start of an HTTP/2 connection (the client preface, then an empty SETTINGS frame): a gRPC server, as Ray's
+#: GCS and its client server are, answers it with a SETTINGS frame of its own.
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+HTTP2_SETTINGS = 4
+PROBE_TIMEOUT_S = 5.0
+
+
 def _check_reachable(address: str) -> None:
-    """Fail at once on an address nothing listens at (Ray itself retries it for minutes)."""
-    host, _, port = address.rpartition(":")
+    """Fail at once, in one line, on an address where no gRPC server answers (nothing listens, or something that
+    is not Ray), instead of Ray's minutes of retries and pages of log lines; a Ray Client address
+    (``ray://HOST:PORT``) is checked at its host and port."""
+    host, _, port = address.partition("://")[2].rpartition(":") if "://" in address else address.rpartition(":")
     try:
-        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=5):
-            return
+        connection = socket.create_connection((host or "127.0.0.1", int(port)), timeout=PROBE_TIMEOUT_S)
     except ValueError:
-        raise BenchError(f"--ray-address {address!r} is not HOST:PORT (or auto)") from None
+        raise BenchError(f"--ray-address {address!r} is not HOST:PORT (nor ray://HOST:PORT, nor auto)") from None
     except OSError as error:
         raise BenchError(
             f"cannot reach the Ray cluster at {address} ({error.strerror or error}); start it with "
             "`ray start --head`, or check --ray-address"
         ) from None
+    with connection:
+        try:
+            connection.sendall(HTTP2_PREFACE)
+            frame = connection.recv(9)
+        except OSError:  # silent (timed out) or closed on us
+            frame = b""
+    if len(frame) < 4 or frame[3] != HTTP2_SETTINGS:
+        raise BenchError(
+            f"{address} answers, but not as a Ray cluster (no gRPC server there); check --ray-address "
+            "(`ray start --head` prints the address to use)"
+        )
 
 
 @dataclass
@@ -120,7 +141,7 @@ class RayExecutor:
         except ImportError:
             raise BenchError(f"--executor ray needs Ray, which is not installed; install it with {INSTALL}") from None
         started_here = not ray.is_initialized()
-        if started_here and self.address not in (None, "auto") and "://" not in self.address:
+        if started_here and self.address not in (None, "auto"):
             _check_reachable(self.address)
         if started_here:
             try:
@@ -130,8 +151,9 @@ class RayExecutor:
                     log_to_driver=False,
                     configure_logging=False,
                 )
-            except ConnectionError as error:
-                raise BenchError(f"cannot reach the Ray cluster at {self.address!r}: {error}") from None
+            except (ConnectionError, ValueError) as error:  # ValueError: e.g. ray:// without the ray[client] extra
+                reason = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+                raise BenchError(f"cannot connect to the Ray cluster at {self.address!r}: {reason}") from None
         try:
             _Session(ray, plan, driver, self).run()
         finally:
@@ -149,13 +171,16 @@ class _Session:
         self.workers = executor.workers or cpus
         # Each task takes its share of the cluster's CPUs as torch threads, within what one node has.
         self.threads = max(1, min(cpus // self.workers, largest_node))
+        # A training job takes the driver's thread count, the one a local run trains with (within what one node
+        # has): the count orders a training's floating-point additions, so equal counts give bit-identical weights.
+        self.train_threads = max(1, min(torch.get_num_threads(), largest_node))
         gpus = executor.gpus_per_task if ray.cluster_resources().get("GPU", 0) else 0
         device = "cuda" if gpus else "cpu"
         # Workers never write the checkpoint cache (the driver does); a training job's worker reads MNIST
         # (once per process) from its own data directory; cells get their test points from the driver.
         self.env = replace(driver.env, device=device, cache_dir=None)
         options = {"num_cpus": self.threads, "num_gpus": gpus, "max_retries": TASK_RETRIES}
-        self.train_task = ray.remote(**options)(_train_task)
+        self.train_task = ray.remote(**{**options, "num_cpus": self.train_threads})(_train_task)
         self.clean_task = ray.remote(**options)(_clean_task)
         self.cell_task = ray.remote(**options)(_cell_task)
         self.locks = ExitStack()
@@ -192,7 +217,7 @@ class _Session:
             self.driver.reporter.log(f"{job.label}: loaded cached checkpoint {job.key}")
             return
         dependencies = [self.checkpoints[dependency.key] for dependency in job.dependencies]
-        ref = self.train_task.remote(job, self.env, self.threads, self.models, *dependencies)
+        ref = self.train_task.remote(job, self.env, self.train_threads, self.models, *dependencies)
         self.checkpoints[job.key] = ref
         self.outstanding[ref] = ("train", job)
         self.driver.reporter.log(f"{job.label}: training on the cluster")

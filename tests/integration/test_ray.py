@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -135,7 +136,8 @@ def test_training_on_workers_gives_the_same_checkpoints_and_numbers_within_inter
     ("address", "message"),
     [
         ("127.0.0.1:1", "cannot reach the Ray cluster at 127.0.0.1:1"),
-        ("nonsense", "--ray-address 'nonsense' is not HOST:PORT (or auto)"),
+        ("ray://127.0.0.1:1", "cannot reach the Ray cluster at ray://127.0.0.1:1"),
+        ("nonsense", "--ray-address 'nonsense' is not HOST:PORT (nor ray://HOST:PORT, nor auto)"),
     ],
 )
 def test_a_bad_ray_address_exits_2_at_once(bench, tmp_path, address, message):
@@ -144,3 +146,61 @@ def test_a_bad_ray_address_exits_2_at_once(bench, tmp_path, address, message):
         "--executor", "ray", "--ray-address", address,
     )  # fmt: skip
     assert code == 2 and stderr.splitlines()[-1].startswith(f"bench: error: {message}") and "Traceback" not in stderr
+
+
+def test_an_address_that_is_not_ray_gets_one_line_and_no_ray_logs(mnist_dir, tmp_path):
+    """Something listens at the address but is not a Ray cluster: Ray would retry for minutes, printing its C++
+    client's log lines straight to the process's stderr; the harness says so in one line within seconds."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        argv = ["run", "--defenses", "cnn", "--attacks", "fgsm", "--eps", "0.1", "--profile", "smoke"]
+        argv += ["--data-dir", str(mnist_dir), "--no-download", "--out", str(tmp_path / "out")]
+        started = time.monotonic()
+        result = subprocess.run(
+            [sys.executable, "-m", "benchmark", *argv, "--executor", "ray", "--ray-address", address],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert result.returncode == 2 and time.monotonic() - started < 60
+    assert (
+        result.stderr == f"bench: error: {address} answers, but not as a Ray cluster (no gRPC server there); "
+        "check --ray-address (`ray start --head` prints the address to use)\n"
+    )
+
+
+def test_training_on_a_worker_gives_the_local_weights_bit_for_bit(mnist_dir, tmp_path):
+    """A training job on a worker takes the driver's torch thread count, so a defense trained there has the
+    weights a local run trains, bit for bit, though its cells (two in flight) run on one thread each: the records
+    then differ only where the README says, in the last digits of the floating-point means."""
+    import torch
+
+    from benchmark.checkpoints import CheckpointCache
+    from benchmark.cli import main
+
+    argv = ["run", "--defenses", "cnn", "--attacks", "fgsm,pgd", "--eps", "0.1,0.3", "--profile", "smoke"]
+    argv += ["--data-dir", str(mnist_dir), "--no-download", "--no-progress"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        assert main([*argv, "--out", str(tmp_path / "local"), "--cache-dir", str(tmp_path / "local-cache")]) == 0
+        on_ray = ["--out", str(tmp_path / "ray"), "--cache-dir", str(tmp_path / "ray-cache"), "--executor", "ray"]
+        assert main([*argv, *on_ray, "--workers", "2"]) == 0
+    finally:
+        ray.shutdown()
+        torch.set_num_threads(threads)
+    (local,), (distributed,) = (list((tmp_path / cache).glob("cnn-*.pt")) for cache in ("local-cache", "ray-cache"))
+    key = local.stem.rpartition("-")[2]
+    assert local.name == distributed.name
+    assert CheckpointCache(local.parent).load_key(key).weights_sha256 == (
+        CheckpointCache(distributed.parent).load_key(key).weights_sha256
+    )
+    expected, got = records(tmp_path / "local"), records(tmp_path / "ray")
+    assert expected.keys() == got.keys() and len(got) == 4
+    for cell, record in got.items():
+        for column, value in record.items():
+            if column in FLOAT_SUMMARIES:
+                assert value == pytest.approx(expected[cell][column], rel=1e-4), (cell, column)
+            elif column != "train_seconds":
+                assert value == expected[cell][column], (cell, column)

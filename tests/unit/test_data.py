@@ -195,3 +195,26 @@ def test_missing_files_are_downloaded_through_torchvision_then_checked(monkeypat
     monkeypatch.setattr(MNIST, "download", failing_download)
     with pytest.raises(BenchError, match=r"MNIST not found in .*empty \(download failed: 'Error downloading"):
         load_mnist(tmp_path / "empty", download=True)
+
+
+def test_a_label_changed_in_place_with_its_time_kept_is_not_served_from_the_parsed_cache(tmp_path):
+    import os
+
+    raw = write_mnist(tmp_path / "data")
+    cache = tmp_path / "cache"
+    _, test = load_mnist(tmp_path / "data", download=False, cache_dir=cache)
+    labels = raw / "t10k-labels-idx1-ubyte"
+    stamp = labels.stat()
+
+    def damage(value: int) -> None:
+        data = bytearray(labels.read_bytes())
+        data[8] = value
+        labels.write_bytes(bytes(data))
+        os.utime(labels, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))  # same size, same time
+
+    damage((int(test.y[0]) + 1) % 10)
+    assert load_mnist(tmp_path / "data", download=False, cache_dir=cache)[1].y[0] == (test.y[0] + 1) % 10
+    damage(12)
+    with pytest.raises(BenchError, match=r"t10k-labels-idx1-ubyte holds 1 labels outside 0\.\.9"):
+        load_mnist(tmp_path / "data", download=False, cache_dir=cache)
+    assert len(list(cache.glob("data/mnist-*.pt"))) == 2  # one parsed copy per content, the corrupt one none

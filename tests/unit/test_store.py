@@ -42,6 +42,9 @@ def test_a_written_record_reads_back_with_non_finite_numbers_as_null(tmp_path):
         (json.dumps(record(clean_accuracy=0.4)), "exceeds clean_accuracy"),
         (json.dumps(record(robust_accuracy_ci_low=0.6)), "lies outside its interval"),
         (json.dumps(record(robust_points="ffff")), "robust_points holds 16 bits, not 8 points"),
+        (json.dumps(record(robust_points="ff")), "robust_points marks 8 of 8 points robust, but robust_accuracy 0.5"),
+        (json.dumps(record(robust_points="07", n=5)), "robust_points sets bits beyond its 5 points"),
+        (json.dumps(record(attack="worst")), "attack is 'worst', the label of the derived worst-case rows"),
     ],
 )
 def test_invalid_records_are_skipped_with_their_reason(tmp_path, text, problem):
