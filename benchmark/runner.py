@@ -137,16 +137,15 @@ def prepare(config: RunConfig, tidy: bool = True) -> tuple[Planner, Driver, Plan
     for moved, target in driver.store.move_aside() if tidy else []:
         reporter.log(f"warning: invalid record {moved}; moved to {target}, its cell is computed again")
     planner = Planner(config)
-    plan = planner.plan(driver.store)
-    for line in planner.capped_test_points():
-        reporter.log(line)
-    return planner, driver, plan
+    return planner, driver, planner.plan(driver.store)
 
 
 def run_benchmark(config: RunConfig) -> pd.DataFrame:
     """Run (or resume) the matrix of ``config`` and return the leaderboard of the results store."""
-    _, driver, plan = prepare(config)
+    planner, driver, plan = prepare(config)
     _check_plan_size(plan, config.max_cells)
+    for line in planner.capped_test_points():  # said once the plan is accepted: an error stays one line
+        driver.reporter.log(line)
     if plan.cells:
         get_executor(config).run(plan, driver)
     frame = driver.leaderboard()
