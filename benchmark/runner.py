@@ -137,15 +137,17 @@ def prepare(config: RunConfig, tidy: bool = True) -> tuple[Planner, Driver, Plan
     for moved, target in driver.store.move_aside() if tidy else []:
         reporter.log(f"warning: invalid record {moved}; moved to {target}, its cell is computed again")
     planner = Planner(config)
-    return planner, driver, planner.plan(driver.store)
+    plan = planner.plan(driver.store)
+    if plan.pending_records <= config.max_cells:  # a refused plan stays one line
+        for line in planner.capped_test_points():
+            reporter.log(line)
+    return planner, driver, plan
 
 
 def run_benchmark(config: RunConfig) -> pd.DataFrame:
     """Run (or resume) the matrix of ``config`` and return the leaderboard of the results store."""
-    planner, driver, plan = prepare(config)
+    _, driver, plan = prepare(config)
     _check_plan_size(plan, config.max_cells)
-    for line in planner.capped_test_points():  # said once the plan is accepted: an error stays one line
-        driver.reporter.log(line)
     if plan.cells:
         get_executor(config).run(plan, driver)
     frame = driver.leaderboard()
