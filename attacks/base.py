@@ -9,7 +9,7 @@ touch the guard, so no attack can hand back an example that breaks its budget.
 
 from __future__ import annotations
 
-import math
+import copy
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from typing import ClassVar, Literal, Protocol, final, runtime_checkable
@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from attacks.criteria import Criterion, Misclassification
 from foundation.errors import BenchError, ThreatModelViolation
 from foundation.registry import Plugin, Registry
-from foundation.threat_models import NORM_SYMBOLS, NORMS
+from foundation.threat_models import NORM_SYMBOLS, check_norm, validate_epsilon
 
 ThreatModel = Literal["linf", "l2", "semantic"]
 
@@ -65,22 +65,6 @@ def check_threat_model(
         )
 
 
-def validate_epsilon(eps: float, threat_model: str = "linf", dimension: int | None = None) -> float:
-    """An attack budget: a finite number in [0, 1] for L∞ (inputs live in [0, 1]); for L2 in [0, √d],
-    the diameter of the d-pixel box (``dimension`` unknown: any finite non-negative number)."""
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps):
-        raise BenchError(f"epsilon must be a finite non-negative number; got {eps!r}")
-    if threat_model == "l2":
-        largest = math.sqrt(dimension) if dimension else math.inf
-        if not 0.0 <= eps <= largest:
-            raise BenchError(
-                f"an L2 epsilon must lie in [0, {largest:g}] (the diameter of the [0, 1] box); got {eps:g}"
-            )
-    elif not 0.0 <= eps <= 1.0:
-        raise BenchError(f"epsilon must lie in [0, 1] (inputs are in [0, 1]); got {eps:g}")
-    return float(eps)
-
-
 class Attack(Plugin, ABC):
     """An evasion attack on a differentiable (or query-only) model mapping [0, 1] images to logits."""
 
@@ -117,16 +101,17 @@ class Attack(Plugin, ABC):
         return cls.threat_model == "semantic" or norm in cls.norms
 
     def for_threat_model(self, norm: str) -> Attack:
-        """This attack set to run in the ``norm`` ball (semantic attacks keep their parameter ranges)."""
-        if norm not in NORMS:
-            raise BenchError(f"unknown threat model {norm!r}; choose from {', '.join(NORMS)}")
+        """A copy of this attack set to run in the ``norm`` ball (semantic attacks, which keep their parameter
+        ranges, are returned as they are); the attack it is called on is left unchanged."""
+        check_norm(norm)
         if self.threat_model == "semantic":
             return self
         if norm not in self.norms:
             supported = ", ".join(sorted(self.norms)) or "none"
             raise BenchError(f"attack {self.name!r} does not run in the {norm} threat model (it supports: {supported})")
-        self.threat_model = norm
-        return self
+        attack = copy.copy(self)
+        attack.threat_model = norm
+        return attack
 
     def project(self, x: Tensor, x_adv: Tensor, eps: float) -> Tensor:
         """Project ``x_adv`` onto this attack's ball of radius eps around x, intersected with [0, 1]."""

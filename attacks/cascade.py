@@ -103,9 +103,9 @@ class Cascade(Attack):
             raise BenchError(
                 f"cascade member {', '.join(outside)} does not run in the {norm} threat model; drop it from members"
             )
-        super().for_threat_model(norm)
-        self.__dict__.pop("members", None)  # rebuilt in the new norm
-        return self
+        attack = super().for_threat_model(norm)
+        attack.__dict__.pop("members", None)  # rebuilt in the new norm
+        return attack
 
     @functools.cached_property
     def members(self) -> list[Attack]:

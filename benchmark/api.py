@@ -1,10 +1,11 @@
 """``evaluate``: RobustBench's one-function ``benchmark()`` for an in-memory PyTorch model.
 
 The model goes through the same planner, threat-model guard, store and tables as any defense: it is
-registered in ``benchmark.in_memory`` and becomes a ``model`` defense whose key holds the sha256 of its
-state dict, so a changed weight is a new row and an unchanged model is never evaluated twice.  It runs in
-this process (``executor="local"``) or on Ray workers (``executor="ray"``), which receive the model, its
-state dict and the code that builds it, and compute the local run's numbers.
+handed to the run itself, as the ``model`` defense of its spec (``ModelDefense.of_module``), whose key
+holds its class and the sha256 of its state dict, so a changed weight is a new row and an unchanged model
+is never evaluated twice.  It runs in this process (``executor="local"``) or on Ray workers
+(``executor="ray"``), which receive the model, its state dict and the code that builds it
+(``benchmark.run.in_memory``), and compute the local run's numbers.
 """
 
 from __future__ import annotations
@@ -15,22 +16,22 @@ from pathlib import Path
 import pandas as pd
 from torch import nn
 
-from benchmark import in_memory
-from benchmark.adaptive import ADAPTIVE, run_adaptive
-from benchmark.api_arguments import checked_arguments
-from benchmark.config import RunConfig, get_profile
-from benchmark.datasets.base import DATASETS
-from benchmark.environment import resolve_cache_dir
-from benchmark.runner import run_benchmark
+from benchmark.publish.site import publish_site
+from benchmark.run.adaptive import ADAPTIVE, run_adaptive
+from benchmark.run.environment import resolve_cache_dir
+from benchmark.run.runner import run_benchmark
+from benchmark.select import checked_arguments, run_config
+from benchmark.store.checkpoints import weights_digest
+from defenses.model import ModelDefense
 from defenses.preprocessing import spec_text
 from foundation.errors import BenchError
 from foundation.registry import Spec
 
 
-def _normalization_options(mean: Sequence[float] | None, std: Sequence[float] | None) -> str:
-    """``:mean=…:std=…`` of the model spec (nothing without them; the defense refuses one without the other)."""
+def _normalization_options(mean: Sequence[float] | None, std: Sequence[float] | None) -> dict[str, str]:
+    """``mean`` and ``std`` as the model defense's options (none without them; it refuses one without the other)."""
     given = [(name, values) for name, values in (("mean", mean), ("std", std)) if values is not None]
-    return "".join(f":{name}={spec_text(values, name)}" for name, values in given)
+    return {name: spec_text(values, name) for name, values in given}
 
 
 def evaluate(
@@ -62,9 +63,9 @@ def evaluate(
     for a model trained on normalised images: attacks and ε stay in [0, 1] pixel space.  ``n_test`` is the
     number of test points (RobustBench's ``n_examples``; default: the profile's).  ``executor="ray"`` runs
     on Ray (the instance this process has initialised, else a local one started for the run).
-    ``"adaptive"`` among ``attacks`` runs the adaptive protocol (``benchmark.adaptive``) besides the other
+    ``"adaptive"`` among ``attacks`` runs the adaptive protocol (``benchmark.run.adaptive``) besides the other
     attacks named.
-    Every argument is checked first (``benchmark.api_arguments``): a bad one raises ``BenchError``
+    Every argument is checked first (``benchmark.select``): a bad one raises ``BenchError``
     (``benchmark.BenchError``) with the CLI's one-line message."""
     if not isinstance(model, nn.Module):
         raise BenchError(f"evaluate() needs a torch.nn.Module; got {type(model).__name__}")
@@ -84,21 +85,20 @@ def evaluate(
         progress=progress,
         norm=norm,
     )
-    chosen = get_profile(profile)
     cache = resolve_cache_dir(Path(cache_dir) if cache_dir else None)
-    # The model defense builds its module by calling ``entry`` in ``module``: a copy of this model.
-    entry = in_memory.register(model)
-    spec = f"model:module={in_memory.__name__}:entry={entry}:randomized={str(randomized).lower()}:name={name}"
-    spec += _normalization_options(mean, std)
-    adaptive = ADAPTIVE in attacks
-    config = RunConfig(
-        defenses=(Spec.parse(spec),),
+    normalization = _normalization_options(mean, std)
+    defense = ModelDefense.of_module(
+        model, weights_digest(model.state_dict()), name=name, randomized=randomized, **normalization
+    )
+    spec = Spec("model", (("name", name), ("randomized", str(randomized).lower()), *normalization.items()))
+    config = run_config(
+        defenses=(spec,),
         attacks=tuple(Spec.parse(attack) for attack in attacks if attack != ADAPTIVE),
-        epsilons=tuple(epsilons)
-        if epsilons is not None
-        else DATASETS.build(dataset, profile).default_epsilons(chosen, norm),
+        epsilons=epsilons,
         norm=norm,
-        profile=chosen,
+        profile=profile,
+        dataset=dataset,
+        executor=executor,
         seed=seed,
         device=device,
         out_dir=Path(out_dir),
@@ -106,18 +106,14 @@ def evaluate(
         data_dir=Path(data_dir) if data_dir else None,
         download=download,
         progress=progress,
-        dataset=dataset,
         n_test=n_test,
-        executor=executor,
     )
-    if adaptive:
-        outcome = run_adaptive(config)
-        frame, failures = outcome.frame, outcome.failures
-    else:
-        frame = run_benchmark(config)
-        failures = frame.attrs["failures"]
-    if failures:
-        raise BenchError(f"{len(failures)} cells failed: {failures[0].message}")
+    given = {spec: defense}
+    result = run_adaptive(config, given) if ADAPTIVE in attacks else run_benchmark(config, given)
+    publish_site(config.out_dir, result.frame)
+    if result.failures:
+        raise BenchError(f"{len(result.failures)} cells failed: {result.failures[0].message}")
+    frame = result.frame
     rows = frame[(frame["defense"] == name) & (frame["dataset"] == dataset) & (frame["profile"] == profile)]
     rows = rows[rows["n"] == config.effective_n_test]  # not the rows of other --n-test runs in the store
     return rows.reset_index(drop=True)

@@ -9,16 +9,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
-import math
 import signal
 import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmark.interrupts import Terminated, interruptible
-from foundation.errors import BenchError, did_you_mean
-from foundation.threat_models import DEFAULT_NORM, NORMS
+from benchmark.run.interrupts import Terminated, interruptible
+from foundation.errors import BenchError
+from foundation.threat_models import DEFAULT_NORM
 
 EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 1, 130, 143
 
@@ -173,31 +172,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _bounded(value: int, flag: str, low: int = 1, high: int | None = None) -> int:
-    from benchmark.config import check_bounds
+    from benchmark.config.run_config import check_bounds
 
     check_bounds(value, low, high, flag)
     return value
 
 
 def _run_config(args: argparse.Namespace, defenses: str = "cnn", attacks: str = "fgsm", eps: str | None = None):
-    from benchmark.config import RunConfig, attacks_in, get_profile, parse_epsilons
-    from benchmark.datasets.base import DATASETS
-    from defenses.base import DEFENSES
+    from benchmark.select import run_config
 
-    profile = get_profile(args.profile)
-    dataset = DATASETS.build(args.dataset, profile.name)
-    norm = getattr(args, "norm", DEFAULT_NORM)
-    if norm not in NORMS:
-        raise BenchError(f"unknown --norm {norm!r}; {did_you_mean(norm, NORMS)}valid: {', '.join(NORMS)}")
-    return RunConfig(
-        defenses=tuple(DEFENSES.expand(defenses)),
-        attacks=tuple(attacks_in(norm, attacks)) if attacks else (),
-        epsilons=parse_epsilons(eps, norm, math.prod(dataset.input_shape))
-        if eps is not None
-        else dataset.default_epsilons(profile, norm),
-        norm=norm,
+    return run_config(
+        defenses=defenses,
+        attacks=attacks,
+        epsilons=eps,
+        profile=args.profile,
         dataset=args.dataset,
-        profile=profile,
+        norm=getattr(args, "norm", DEFAULT_NORM),
+        executor=args.executor,
         seed=args.seed,
         device=args.device,
         out_dir=args.out,
@@ -208,7 +199,6 @@ def _run_config(args: argparse.Namespace, defenses: str = "cnn", attacks: str = 
         prediction_repeats=args.repeats,
         progress=not args.no_progress,
         **({"max_cells": args.max_cells} if args.max_cells is not None else {}),
-        executor=args.executor,
         ray_address=args.ray_address,
         workers=args.workers,
         gpus_per_task=args.gpus_per_task,
@@ -219,8 +209,9 @@ def _run_config(args: argparse.Namespace, defenses: str = "cnn", attacks: str = 
 
 def _interrupted(error: KeyboardInterrupt, store_dir: Path) -> int:
     """Rewrite the leaderboard from what is stored, say what was kept, and exit 130 (SIGINT) or 143 (SIGTERM)."""
-    from benchmark.leaderboard import records_to_frame, write_leaderboard
-    from benchmark.store import ResultStore
+    from benchmark.results.frame import records_to_frame
+    from benchmark.results.leaderboard import write_leaderboard
+    from benchmark.store.result_store import ResultStore
 
     # A second Ctrl-C or SIGTERM must not cut the rewrite short.
     previous = {number: signal.signal(number, signal.SIG_IGN) for number in (signal.SIGINT, signal.SIGTERM)}
@@ -241,9 +232,10 @@ def _interrupted(error: KeyboardInterrupt, store_dir: Path) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from benchmark.adaptive import ADAPTIVE
-    from benchmark.leaderboard import profile_tables
-    from benchmark.runner import run_benchmark
+    from benchmark.publish.site import publish_site
+    from benchmark.results.leaderboard import profile_tables
+    from benchmark.run.adaptive import ADAPTIVE
+    from benchmark.run.runner import run_benchmark
 
     names = [item.strip() for item in args.attacks.split(",")]
     adaptive = ADAPTIVE in names
@@ -251,22 +243,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = _run_config(args, args.defenses, others if others or not adaptive else "", args.eps)
     profile = config.profile
     if args.dry_run:
-        from benchmark.dry_run import describe
+        from benchmark.run.dry_run import describe
 
         for part in _adaptive_first_stages(config) if adaptive else [config]:
             print(describe(part))
         return 0
     try:
         if adaptive:
-            from benchmark.adaptive import run_adaptive
+            from benchmark.run.adaptive import run_adaptive
 
-            outcome = run_adaptive(config)
-            frame, lines = outcome.frame, outcome.lines
-            frame.attrs.update(computed=outcome.computed, failures=outcome.failures)
+            result = run_adaptive(config)
         else:
-            frame, lines = run_benchmark(config), []
+            result = run_benchmark(config)
+        publish_site(args.out, result.frame)
     except KeyboardInterrupt as error:
         return _interrupted(error, args.out)
+    frame = result.frame
     labels = [s.label for s in config.attacks]
     selected = frame[
         (frame["profile"] == profile.name)
@@ -275,7 +267,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         & (frame["eps"].round(10).isin([round(e, 10) for e in config.epsilons]) | frame["eps"].isna())
     ]
     if config.n_test is not None:  # not the rows of the store's other test sizes
-        from benchmark.plan import Planner
+        from benchmark.run.plan import Planner
 
         selected = Planner(config).on_its_test_points(selected)
     if not selected.empty:
@@ -284,38 +276,34 @@ def _cmd_run(args: argparse.Namespace) -> int:
             if "macro-F1" not in heading:
                 print(f"{heading}\n{table}\n")
         print("Defenses\n" + tables["defenses"])
-    for line in lines:
+    for line in result.lines:
         print(line)
     for line in _masked_warnings(selected, adaptive):
         print(line, file=sys.stderr)
     print(
-        f"\n{frame.attrs['computed']} cells computed; leaderboard written to {args.out}/leaderboard.csv and "
+        f"\n{result.computed} cells computed; leaderboard written to {args.out}/leaderboard.csv and "
         f"{args.out}/leaderboard.md"
     )
-    failures = frame.attrs["failures"]
-    for failure in failures:
+    for failure in result.failures:
         print(f"bench: cell {failure.defense} × {failure.attack} failed: {failure.message}", file=sys.stderr)
-    return EXIT_FAILED if failures else 0
+    return EXIT_FAILED if result.failures else 0
 
 
 def _adaptive_first_stages(config):
     """The first stage of the adaptive protocol, one config per defense (what ``--dry-run`` shows)."""
-    from benchmark.adaptive import first_stage, with_choices
-    from benchmark.plan import build_defense
+    from benchmark.run.adaptive import first_stage, with_choices
+    from benchmark.run.build import Build
 
+    build = Build.of(config)
     return [
-        with_choices(
-            config,
-            spec,
-            first_stage(build_defense(spec, config.profile.name, config.dataset), config.norm, config.profile.name),
-        )
+        with_choices(config, spec, first_stage(build.defense(spec), config.norm, config.profile.name))
         for spec in config.defenses
     ]
 
 
 def _masked_warnings(frame, adaptive: bool) -> list[str]:
     """One line per defense the ``masked`` flag fires on: its gradients mislead gradient attacks."""
-    from benchmark.adaptive import LABEL_ONLY
+    from benchmark.run.adaptive import LABEL_ONLY
 
     flagged = frame[frame["flags"].fillna("").str.contains("masked")]
     added = ", ".join(LABEL_ONLY)
@@ -346,22 +334,21 @@ def _cmd_list(_: argparse.Namespace) -> int:
 
 
 def _load_store(out: Path):
-    from benchmark.leaderboard import records_to_frame
-    from benchmark.store import ResultStore
+    from benchmark.results.frame import load
+    from benchmark.store.result_store import ResultStore
 
     store = ResultStore(out)
-    records = store.records()
-    _say_skipped(store)
-    if not records:
-        raise BenchError(f"no results in {out}/cells; run `bench run --out {out}` first")
-    return records_to_frame(records)
+    try:
+        return load(out, store)
+    finally:
+        _say_skipped(store)
 
 
 def _writable_store(out: Path):
     """The leaderboard frame of the store in ``out``, which a report then writes into: refused in one line
     when ``out`` cannot be written or holds a folder where a file goes (or the other way round)."""
-    from benchmark.environment import ensure_writable
-    from benchmark.store import check_layout
+    from benchmark.store.files import ensure_writable
+    from benchmark.store.result_store import check_layout
 
     frame = _load_store(out)
     ensure_writable(out, "--out")
@@ -381,7 +368,7 @@ def _say_skipped(store) -> None:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from benchmark.leaderboard import markdown
+    from benchmark.results.leaderboard import markdown
 
     print(markdown(_load_store(args.out)))
     return 0
@@ -391,7 +378,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if args.stored_only and not args.name.startswith("paper"):
         raise BenchError(f"--stored-only applies to paper000 and paper001 only; {args.name} always reads the store")
     if args.name == "leaderboard":
-        from benchmark.leaderboard import write_leaderboard
+        from benchmark.results.leaderboard import write_leaderboard
 
         csv_path, md_path = write_leaderboard(_writable_store(args.out), args.out)
         print(f"wrote {csv_path} and {md_path}")
@@ -423,8 +410,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
 #: ``report_html(out, frame)`` renders the store as a static site in ``OUT/site``).
 REPORTS = {
     "leaderboard": None,
-    "json": "benchmark.reports.robustbench",
-    "html": "benchmark.site",
+    "json": "benchmark.publish.robustbench_json",
+    "html": "benchmark.publish.site",
     "paper000": "benchmark.reports.paper000",
     "paper001": "benchmark.reports.paper001",
 }
@@ -436,7 +423,7 @@ def _read_csv(path: Path, what: str):
 
     import pandas as pd
 
-    from benchmark.regression import REQUIRED, table_problem
+    from benchmark.results.regression import REQUIRED, table_problem
 
     try:
         frame = pd.read_csv(path)
@@ -472,7 +459,7 @@ def _without_invalid(run, invalid_keys: set[str]):
     derived from them: numbers the store no longer vouches for are not compared (they count as missing)."""
     if not invalid_keys or "cell_key" not in run:
         return run
-    from benchmark.worst_case import GROUP, WORST
+    from benchmark.results.columns import GROUP, WORST
 
     invalid = run["cell_key"].isin(invalid_keys)
     columns = [column for column in GROUP if column in run]
@@ -484,7 +471,7 @@ def _without_invalid(run, invalid_keys: set[str]):
 def _cmd_check(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from benchmark.regression import compare
+    from benchmark.results.regression import regressions
 
     if not 0 <= args.floor <= 1:
         raise BenchError(f"--floor must lie in [0, 1]; got {args.floor}")
@@ -495,13 +482,13 @@ def _cmd_check(args: argparse.Namespace) -> int:
         )
     run = _read_csv(args.run / "leaderboard.csv" if args.run.is_dir() else args.run, "run leaderboard")
     if (args.run / "cells").is_dir():
-        from benchmark.store import ResultStore
+        from benchmark.store.result_store import ResultStore
 
         store = ResultStore(args.run)
         store.records()
         _say_skipped(store)
         run = _without_invalid(run, {skipped.path.stem for skipped in store.skipped})
-    report = compare(baseline, run, floor=args.floor)
+    report = regressions(baseline, run, floor=args.floor)
     if not report.regressions.empty:
         print("Regressions (robust accuracy below baseline by more than the tolerance):")
         print(tabulate(report.regressions, headers="keys", tablefmt="github", floatfmt=".3f", showindex=False))
@@ -524,8 +511,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from benchmark.store import ResultStore
-    from benchmark.verify import verify_store
+    from benchmark.run.verify import verify_store
+    from benchmark.store.result_store import ResultStore
 
     store = ResultStore(args.out)
     try:
@@ -540,7 +527,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from benchmark.compare import check_labels, compare
+    from benchmark.results.paired import check_labels, compare
 
     frame = _load_store(args.out)
     for column in ("dataset", "profile"):
@@ -559,10 +546,11 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_perf(args: argparse.Namespace) -> int:
-    from benchmark.config import MAX_SEED
-    from benchmark.environment import ensure_writable, resolve_cache_dir, resolve_device
+    from benchmark.config.run_config import MAX_SEED
     from benchmark.perf.suite import parse_sections, run_perf
     from benchmark.perf.workbench import PerfSettings
+    from benchmark.run.environment import resolve_cache_dir, resolve_device
+    from benchmark.store.files import ensure_writable
 
     sections = parse_sections(args.sections, args.dataset)
     settings = PerfSettings(

@@ -77,7 +77,7 @@ from torch import Tensor, nn
 
 from defenses.base import Defense, FitContext, Split, register_defense
 from defenses.epochs import run_epochs
-from defenses.training import History
+from defenses.training_loops import History
 from foundation.adaptive import BPDA
 
 NUM_CLASSES = 10

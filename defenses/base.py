@@ -24,7 +24,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Split:
-    """Images in [0, 1] of shape (N, 1, 28, 28) and integer labels, on one device."""
+    """Images in [0, 1] of shape (N, C, H, W) (the dataset's: MNIST 1×28×28, CIFAR-10 3×32×32) and integer
+    labels, on one device."""
 
     x: Tensor
     y: Tensor

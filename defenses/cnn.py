@@ -12,7 +12,7 @@ from torch import nn
 
 from defenses.base import Defense, FitContext, Split, register_defense
 from defenses.networks import MadryCNN, classifier_for
-from defenses.training import History, train_classifier
+from defenses.training_loops import History, train_classifier
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from torch import Tensor
 from attacks.gradient import cross_entropy_objective, pgd_ascent
 from defenses.base import FitContext, Split, register_defense
 from defenses.cnn import ClassifierDefense
-from defenses.training import train_classifier
+from defenses.training_loops import train_classifier
 
 
 @dataclass(frozen=True)

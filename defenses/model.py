@@ -30,6 +30,7 @@ module; the weights file is read only by ``fit`` (a restore loads the checkpoint
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib
 import importlib.util
@@ -175,9 +176,14 @@ class ModelDefense(Defense):
     #: It needs its options (a file or module): ``all`` does not select it.
     selected_by_all = False
 
-    def __init__(self, config: Any = None) -> None:
+    def __init__(self, config: Any = None, live: nn.Module | None = None, live_sha256: str = "") -> None:
         super().__init__(config)
         cfg: ModelConfig = self.config
+        #: ``benchmark.evaluate``'s model: (its class, the sha256 of its weights) when the module is given itself.
+        self.live: tuple[str, str] | None = None
+        if live is not None:
+            self._take(live, live_sha256)
+            return
         given = sum(map(bool, (cfg.source, cfg.module, cfg.scripted)))
         if given != 1:
             raise BenchError(
@@ -202,6 +208,32 @@ class ModelDefense(Defense):
         self.weights_layout = SCRIPTED_LAYOUT if cfg.scripted else ""
         self.model = (load_scripted(path, f"option scripted of {_WHO}") if cfg.scripted else self._build(code)).eval()
         #: ``mean`` and ``std`` per channel, empty without them; the deployed model normalises its input.
+        self.normalization = self._normalization()
+        self.deployed = Normalized(self.model, **self.normalization) if self.normalization else self.model
+
+    @classmethod
+    def of_module(
+        cls,
+        module: nn.Module,
+        weights_sha256: str,
+        *,
+        name: str,
+        randomized: bool = False,
+        mean: str = "",
+        std: str = "",
+    ) -> ModelDefense:
+        """``module`` itself as the defense (``benchmark.evaluate``'s model, no file): a copy on the CPU in eval
+        mode, keyed by the sha256 of its weights (computed by the caller, over its state dict) and its class."""
+        return cls(ModelConfig(name=name, randomized=randomized, mean=mean, std=std), module, weights_sha256)
+
+    def _take(self, live: nn.Module, weights_sha256: str) -> None:
+        cfg: ModelConfig = self.config
+        if cfg.source or cfg.module or cfg.scripted or cfg.weights:
+            raise BenchError(f"{_WHO} given a module takes no source, module, scripted or weights option")
+        kind = type(live)
+        self.live = (f"{kind.__module__}.{kind.__qualname__}", weights_sha256)
+        self.source_file, self.where, self.weights_layout = None, f"the model given ({kind.__qualname__})", ""
+        self.model = copy.deepcopy(live).cpu().eval()
         self.normalization = self._normalization()
         self.deployed = Normalized(self.model, **self.normalization) if self.normalization else self.model
 
@@ -241,6 +273,9 @@ class ModelDefense(Defense):
         """The options plus the sha256 of the weights file and of the code's file (or of the TorchScript
         archive): the defense key covers the model's content, not only its paths."""
         cfg: ModelConfig = self.config
+        if self.live is not None:
+            model_class, weights_sha256 = self.live
+            return {**super().options(), "model_class": model_class, "weights_sha256": weights_sha256}
         weights = sha256_of(_existing_file(cfg.weights, "weights"), "weights") if cfg.weights else None
         if cfg.scripted:
             archive = sha256_of(_existing_file(cfg.scripted, "scripted"), "scripted")

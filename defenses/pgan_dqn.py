@@ -73,7 +73,7 @@ from torch.nn.utils.parametrizations import weight_norm
 
 from defenses.base import Defense, FitContext, Split, register_defense
 from defenses.epochs import Shuffled, run_epochs
-from defenses.training import History, classifier_accuracy
+from defenses.training_loops import History, classifier_accuracy
 
 GeneratorLoss = Literal["cw", "ce"]
 OptimizerName = Literal["sgd", "adam"]

@@ -27,7 +27,7 @@ from defenses.base import FitContext, Split, register_defense
 from defenses.critic import CRITIC_POOL_SIZE, CRITIC_TOP_FRACTION, LossCritic, critic_training_step, select_top_fraction
 from defenses.networks import vae_loss_per_image
 from defenses.replay import DEFAULT_LOSS_WEIGHT, PrioritizedReplayBuffer, beta_schedule
-from defenses.training import History
+from defenses.training_loops import History
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from defenses.base import Defense, FitContext, Split, register_defense
 from defenses.networks import VAE, CnnVAE, FcVAE, MadryCNN, Purified, reconstruction_loss
-from defenses.training import AfterStep, History, train_vae
+from defenses.training_loops import AfterStep, History, train_vae
 
 
 @dataclass(frozen=True)

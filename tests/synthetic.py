@@ -86,7 +86,7 @@ def cell_record(key: str = "0123456789abcdef", **changes: object) -> dict:
 
 def masked_cell_record(index: int, defense: str, attack: str, eps: float | None, robust: list[bool], **changes) -> dict:
     """A valid record of ``len(robust)`` points whose per-point mask is ``robust``, keyed by ``index``."""
-    from benchmark.metrics import pack_mask, wilson_interval
+    from benchmark.results.statistics import pack_mask, wilson_interval
 
     n, count = len(robust), sum(robust)
     low, high = wilson_interval(count, n)

@@ -11,15 +11,15 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-import pandas as pd
-
-from benchmark.config import Profile
-from defenses.base import Split
+from benchmark.config.profiles import Profile
 from foundation.errors import BenchError
 from foundation.registry import Plugin, Registry
 from foundation.threat_models import DEFAULT_NORM
+
+if TYPE_CHECKING:
+    from defenses.base import Split
 
 DEFAULT_DATASET = "mnist"
 
@@ -54,13 +54,6 @@ class Dataset(Plugin):
     def train_size(self, n_images: int) -> int:
         """How many of ``n_images`` training images train (the rest validate)."""
         return round(n_images * self.train_share)
-
-
-def with_dataset(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with a ``dataset`` column: records from before datasets were registered are MNIST's."""
-    if "dataset" in frame:
-        return frame.assign(dataset=frame["dataset"].fillna(DEFAULT_DATASET))
-    return frame.assign(dataset=DEFAULT_DATASET)
 
 
 DATASETS: Registry[Dataset] = Registry("dataset", Dataset, "benchmark.datasets", "bench.datasets")

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmark.data import not_found, offline_requested, parsed_cache, read_cache, write_cache
 from benchmark.datasets.base import Dataset, register_dataset
+from benchmark.datasets.files import not_found, offline_requested, parsed_cache, read_cache, write_cache
 from defenses.base import Split
 from foundation.errors import BenchError
 

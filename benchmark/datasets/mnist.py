@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmark.data import FASHION_MNIST_FORMAT, MNIST_FORMAT, MNIST_INPUT_SHAPE, load_mnist
 from benchmark.datasets.base import Dataset, register_dataset
+from benchmark.datasets.idx import FASHION_MNIST_FORMAT, MNIST_FORMAT, MNIST_INPUT_SHAPE, load_mnist
 from defenses.base import Split
 
 

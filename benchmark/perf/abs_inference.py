@@ -13,10 +13,10 @@ import torch
 
 from attacks.base import ATTACKS
 from attacks.criteria import Criterion, Misclassification
-from benchmark.evaluation import criterion
 from benchmark.perf.measurements import Measurement, from_timings
 from benchmark.perf.timing import Contender, synchronizer, time_round_robin
 from benchmark.perf.workbench import Workbench, log
+from benchmark.run.evaluation import criterion
 from defenses.abs import ABSConfig, AnalysisBySynthesis
 from defenses.base import DEFENSES
 

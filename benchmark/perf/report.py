@@ -11,10 +11,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from benchmark.atomic import atomic_write_text
 from benchmark.perf.measurements import SECTIONS, Measurement, to_frame
 from benchmark.perf.targets import evaluate_targets
-from benchmark.provenance import describe_device, library_versions
+from benchmark.run.provenance import describe_device, library_versions
+from benchmark.store.atomic import atomic_write_text
 
 METHOD = (
     "Each task's contenders run in this one process on the same inputs: one untimed warm-up call each, then "

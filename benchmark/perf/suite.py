@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.datasets.base import DEFAULT_DATASET
+from benchmark.datasets.base import DATASETS, DEFAULT_DATASET
 from benchmark.perf import measurements as sections
 from benchmark.perf.abs_inference import abs_rows
 from benchmark.perf.attack_contenders import DEEPFOOL_TASK, FGSM_TASK, PGD_TASK, WORST_TASK, attack_rows
@@ -17,7 +17,7 @@ from benchmark.perf.report import write_report
 from benchmark.perf.run_wall import run_rows
 from benchmark.perf.scale import scale_rows
 from benchmark.perf.startup import startup_rows
-from benchmark.perf.training import training_rows
+from benchmark.perf.training_speed import training_rows
 from benchmark.perf.workbench import PerfSettings, Workbench
 from foundation.errors import BenchError
 
@@ -38,8 +38,6 @@ def parse_sections(text: str | None, dataset: str = DEFAULT_DATASET) -> tuple[st
     """``attacks,deepfool`` -> the sections in the suite's order; None -> the default sections (no ``run``,
     no ``scale``).  Sections built on MNIST-only defenses are refused on other datasets, or left out of the
     default sections there."""
-    from benchmark.datasets.base import DATASETS
-
     DATASETS.get(dataset)
     if text is None:
         if dataset == DEFAULT_DATASET:

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import pandas as pd
 
 from benchmark.perf import attack_contenders as attacks
-from benchmark.perf import decision, run_wall, scale, startup, training
+from benchmark.perf import decision, run_wall, scale, startup, training_speed
 from benchmark.perf import measurements as sections
 from benchmark.perf.measurements import FAILED
 
@@ -94,9 +94,9 @@ def _decision(frame: pd.DataFrame) -> Target:
 
 
 def _training(frame: pd.DataFrame, arch: str, mode: str) -> Target:
-    task = training.task_name(arch, mode)
+    task = training_speed.task_name(arch, mode)
     target = f"{task} training within {TRAINING_SLOWDOWN:g}× of the hand loop"
-    row = _row(frame, sections.TRAINING, task, training.HARNESS)
+    row = _row(frame, sections.TRAINING, task, training_speed.HARNESS)
     if row is None or math.isnan(row["ratio_to_reference"]):
         return Target(target, "–", NOT_MEASURED)
     slowdown = 1 / row["ratio_to_reference"]
@@ -147,7 +147,7 @@ TARGETS: list[Callable[[pd.DataFrame], Target]] = [
     lambda f: _deepfool(f, attacks.ART, DEEPFOOL_RATIO_ART),
     _worst_case,
     _decision,
-    *(lambda f, a=arch, m=mode: _training(f, a, m) for arch in training.ARCHS for mode in training.MODES),
+    *(lambda f, a=arch, m=mode: _training(f, a, m) for arch in training_speed.ARCHS for mode in training_speed.MODES),
     *(lambda f, t=task: _startup(f, t) for task in startup.TASKS),
     *(lambda f, p=phase: _run(f, p) for phase in run_wall.PHASES),
     *(lambda f, c=contender, r=reference, t=least: _scaling(f, c, r, t) for contender, reference, least in SCALING),

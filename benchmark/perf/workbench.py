@@ -12,15 +12,19 @@ from typing import TypeVar
 import torch
 from torch import nn
 
-from benchmark.checkpoints import CheckpointCache, CorruptCheckpoint
-from benchmark.config import RunConfig, get_profile
-from benchmark.data import MNIST_INPUT_SHAPE, make_slices, resolve_data_dir
+from benchmark.config.profiles import get_profile
+from benchmark.config.run_config import RunConfig
 from benchmark.datasets.base import DATASETS
-from benchmark.environment import Environment
-from benchmark.plan import Planner, TrainingJob
-from benchmark.progress import Reporter
-from benchmark.provenance import describe_device
-from benchmark.training import LocalTrainer
+from benchmark.datasets.files import resolve_data_dir
+from benchmark.datasets.idx import MNIST_INPUT_SHAPE
+from benchmark.datasets.slices import make_slices
+from benchmark.run.build import Build
+from benchmark.run.environment import Environment
+from benchmark.run.plan import Planner, TrainingJob
+from benchmark.run.progress import Reporter
+from benchmark.run.provenance import describe_device
+from benchmark.run.training import LocalTrainer
+from benchmark.store.checkpoints import CheckpointCache, CorruptCheckpoint
 from defenses.base import Defense, Split
 from foundation.registry import Spec
 
@@ -119,8 +123,9 @@ class Workbench:
             progress=False,
             dataset=s.dataset,
         )
-        trainer = LocalTrainer(Environment.of(config), CheckpointCache(s.cache_dir), Reporter(False))
-        return Planner(config).job(Spec("cnn"), s.seed), trainer
+        build = Build.of(config)
+        trainer = LocalTrainer(Environment.of(config), CheckpointCache(s.cache_dir), Reporter(False), build)
+        return Planner(config, build).job(Spec("cnn"), s.seed), trainer
 
     @functools.cached_property
     def cnn(self) -> tuple[nn.Module, str]:

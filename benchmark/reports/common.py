@@ -10,9 +10,11 @@ import pandas as pd
 from tabulate import tabulate
 
 from attacks.base import ATTACKS
-from benchmark.config import RunConfig
-from benchmark.plan import Planner
-from benchmark.runner import run_benchmark
+from benchmark.config.run_config import RunConfig
+from benchmark.publish.site import publish_site
+from benchmark.results.frame import load
+from benchmark.run.plan import Planner
+from benchmark.run.runner import run_benchmark
 from defenses.base import DEFENSES
 from foundation.errors import BenchError
 
@@ -23,10 +25,7 @@ def run_matrix(
     """Run (or resume) one block of a report's matrix into ``base.out_dir``; returns the store's records of the
     profile (with ``compute=False``, only reads them: cells not stored stay missing)."""
     if not compute:
-        from benchmark.leaderboard import records_to_frame
-        from benchmark.store import ResultStore
-
-        frame = records_to_frame(ResultStore(Path(base.out_dir)).records())
+        frame = load(Path(base.out_dir), allow_empty=True)
         frame = frame[frame["profile"] == base.profile.name] if not frame.empty else frame
         if frame.empty:
             raise BenchError(
@@ -40,11 +39,11 @@ def run_matrix(
         attacks=tuple(ATTACKS.expand(",".join(attacks))),
         epsilons=epsilons,
     )
-    frame = run_benchmark(config)
-    failures = frame.attrs["failures"]
-    if failures:
-        raise RuntimeError(f"{len(failures)} cells failed: {failures[0].message}")
-    frame = frame[frame["profile"] == base.profile.name]
+    result = run_benchmark(config)
+    publish_site(Path(config.out_dir), result.frame)
+    if result.failures:
+        raise RuntimeError(f"{len(result.failures)} cells failed: {result.failures[0].message}")
+    frame = result.frame[result.frame["profile"] == base.profile.name]
     return frame if base.n_test is None else Planner(config).on_its_test_points(frame)
 
 

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.atomic import atomic_write_text
-from benchmark.config import RunConfig
+from benchmark.config.run_config import RunConfig
 from benchmark.reports.common import (
     cell,
     markdown_table,
@@ -25,6 +24,7 @@ from benchmark.reports.common import (
     run_matrix,
     verdict,
 )
+from benchmark.store.atomic import atomic_write_text
 
 TRAINING_MODES = ("clean", "FGSM", "PGD", "GNA", "GTA", "RANDOM")
 #: Paper 000, Table I: training time (min:s) of the fc and the cnn VAE per training attack.

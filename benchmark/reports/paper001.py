@@ -19,26 +19,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.atomic import atomic_write_text
-from benchmark.config import RunConfig
-from benchmark.metrics import unpack_mask
+from benchmark.config.run_config import RunConfig
+from benchmark.publish.published import ABS_PAPER_L2, ABS_PAPER_LINF, EPS, L2_EPS, PAPER_TABLE_I, ROWS
 from benchmark.reports.common import cell, markdown_table, number, percent_with_interval, provenance, run_matrix
-from benchmark.worst_case import WORST
+from benchmark.results.columns import WORST
+from benchmark.results.statistics import unpack_mask
+from benchmark.store.atomic import atomic_write_text
 
-EPS = 0.3
-ROWS = {"CNN": "cnn", "Madry": "madry", "Binary ABS": "binary-abs", "Proposed (PGAN-DQN)": "pgan-dqn", "ABS": "abs"}
-#: Paper 001, Table I: clean accuracy %, then (F1, accuracy %) under FGSM and DeepFool at ε = 0.3.
-PAPER_TABLE_I = {
-    "CNN": (99.1, (0.1, 21), (0.09, 0)),
-    "Madry": (98.8, (0.48, 89), (0.53, 90)),
-    "Binary ABS": (99, (0.49, 85), (0.46, 78)),
-    "Proposed (PGAN-DQN)": (98, (0.54, 91), (0.55, 89)),
-}
-#: Schott et al.: accuracy % under L∞ attacks at ε = 0.3 (their best attack per model).
-ABS_PAPER_LINF = {"CNN": 0, "Madry": 87, "ABS": 8, "Binary ABS": 77}
-#: Schott et al.: accuracy % under L2 attacks at ε = 1.5 (their best attack per model).
-ABS_PAPER_L2 = {"CNN": 8, "Madry": 35, "ABS": 80, "Binary ABS": 39}
-L2_EPS = 1.5
 WHITE_BOX = ["fgsm", "deepfool", "pgd", "autoattack"]
 BLACK_BOX = ["transfer", "square", "art.hsj"]
 #: The white-box attacks of the L2 column.

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from benchmark.store import ResultStore
+from benchmark.store.result_store import ResultStore
 from tests.integration.conftest import leaderboard
 from tests.integration.test_model_defense import adam_steps, slices
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from benchmark.cli import main
-from benchmark.store import ResultStore
+from benchmark.store.result_store import ResultStore
 
 pytestmark = pytest.mark.integration
 

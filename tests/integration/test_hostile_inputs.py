@@ -470,7 +470,7 @@ class NotATensor:
 def test_files_that_fail_to_load_are_named_without_torchs_advice(bench, tmp_path, shared_cache, mnist_dir):
     import torch
 
-    from benchmark.verify import sha256_of
+    from benchmark.run.verify import sha256_of
 
     out = tmp_path / "out"
     argv = ["run", "--defenses", "cnn", "--attacks", "fgsm", "--eps", "0.1", "--save-adversarials", "--out", str(out)]
@@ -504,7 +504,7 @@ def test_files_that_fail_to_load_are_named_without_torchs_advice(bench, tmp_path
 
 # Data -------------------------------------------------------------------------------------------------------------
 def test_a_label_corrupted_in_place_with_its_time_kept_is_caught_by_the_next_run(tmp_path, mnist_dir, shared_cache):
-    from benchmark.data import load_mnist
+    from benchmark.datasets.idx import load_mnist
 
     data = bad_mnist(tmp_path, mnist_dir, "none")  # a copy whose test labels are a file of its own
     labels = data / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"

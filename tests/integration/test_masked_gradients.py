@@ -10,8 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark.config import get_profile
-from benchmark.data import load_mnist, make_slices
+from benchmark.config.profiles import get_profile
+from benchmark.datasets.idx import load_mnist
+from benchmark.datasets.slices import make_slices
 from tests.integration.conftest import leaderboard
 
 pytestmark = pytest.mark.integration

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmark.store import ResultStore
+from benchmark.store.result_store import ResultStore
 from tests.integration.conftest import leaderboard
 from tests.integration.test_model_defense import MODEL_FILE, accuracy, slices, trained
 

@@ -11,7 +11,7 @@ from torch import nn
 
 from benchmark.cli import main
 from benchmark.datasets.cifar10 import Cifar10
-from benchmark.store import ResultStore
+from benchmark.store.result_store import ResultStore
 from tests.integration.test_datasets import cifar_checksums_substituted, write_cifar10
 
 pytestmark = pytest.mark.integration

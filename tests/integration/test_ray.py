@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.store import ResultStore
+from benchmark.store.result_store import ResultStore
 
 pytestmark = pytest.mark.integration
 ray = pytest.importorskip("ray", reason="the Ray extra is not installed (pip install -e '.[ray]')")
@@ -175,8 +175,8 @@ def test_training_on_a_worker_gives_the_local_weights_bit_for_bit(mnist_dir, tmp
     then differ only where the README says, in the last digits of the floating-point means."""
     import torch
 
-    from benchmark.checkpoints import CheckpointCache
     from benchmark.cli import main
+    from benchmark.store.checkpoints import CheckpointCache
 
     argv = ["run", "--defenses", "cnn", "--attacks", "fgsm,pgd", "--eps", "0.1,0.3", "--profile", "smoke"]
     argv += ["--data-dir", str(mnist_dir), "--no-download", "--no-progress"]

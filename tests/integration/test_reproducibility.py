@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.store import ResultStore
+from benchmark.store.result_store import ResultStore
 
 pytestmark = pytest.mark.integration
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from attacks.base import ATTACKS, Attack
-from benchmark.metrics import unpack_mask
-from benchmark.store import ResultStore
+from benchmark.results.statistics import unpack_mask
+from benchmark.store.result_store import ResultStore
 from tests.integration.conftest import leaderboard
 
 pytestmark = pytest.mark.integration
@@ -200,7 +200,7 @@ def test_transfer_attack_uses_an_independent_surrogate(bench, tmp_path):
 
 
 def test_parsed_mnist_is_cached_and_identical(mnist_dir, tmp_path):
-    from benchmark.data import load_mnist
+    from benchmark.datasets.idx import load_mnist
 
     first = load_mnist(mnist_dir, download=False, cache_dir=tmp_path)
     (cached,) = tmp_path.glob("data/mnist-*.pt")

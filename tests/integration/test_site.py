@@ -8,9 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmark.leaderboard import records_to_frame, write_leaderboard
-from benchmark.site import report_html
-from benchmark.store import ResultStore
+from benchmark.publish.site import report_html
+from benchmark.results.frame import records_to_frame
+from benchmark.results.leaderboard import write_leaderboard
+from benchmark.store.result_store import ResultStore
 from tests.unit.test_site import write_store
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmark.metrics import unpack_mask
-from benchmark.verify import sha256_of
+from benchmark.results.statistics import unpack_mask
+from benchmark.run.verify import sha256_of
 
 pytestmark = pytest.mark.integration
 
@@ -76,7 +76,7 @@ def test_tampered_example_fails(bench, saved: Path, shared_cache: Path, mnist_di
 
 
 def test_undone_attack_fails_the_robust_accuracy(bench, saved: Path, shared_cache: Path, mnist_dir: Path) -> None:
-    from benchmark.verify import Verifier
+    from benchmark.run.verify import Verifier
 
     key, record = next(iter(_records(saved).items()))
     env = Verifier(shared_cache, mnist_dir, torch.device("cpu"), False).environment(record)

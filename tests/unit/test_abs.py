@@ -329,7 +329,7 @@ def test_pgd_reads_the_verdict_off_the_attacked_models_logits(cls):
     through ``deployed_model()`` (a second latent search per step), with the same adversarial examples."""
     from attacks.base import ATTACKS
     from attacks.criteria import Misclassification
-    from benchmark.evaluation import criterion
+    from benchmark.run.evaluation import criterion
     from foundation.registry import Spec
 
     defense = make_abs(cls=cls)

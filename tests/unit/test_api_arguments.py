@@ -7,7 +7,7 @@ import pytest
 from torch import nn
 
 import benchmark
-from benchmark.api_arguments import checked_arguments
+from benchmark.select import checked_arguments
 
 GOOD = {
     "dataset": "mnist",

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from benchmark.cli import main
-from benchmark.leaderboard import records_to_frame
+from benchmark.results.frame import records_to_frame
 
 from .test_tables import record
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from benchmark.cli import main
-from benchmark.compare import compare, mcnemar_exact
-from benchmark.metrics import pack_mask
+from benchmark.results.paired import compare, mcnemar_exact
+from benchmark.results.statistics import pack_mask
 from foundation.errors import BenchError
 
 

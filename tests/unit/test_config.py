@@ -1,6 +1,8 @@
 import pytest
 
-from benchmark.config import config_hash, get_profile, parse_epsilons
+from benchmark.config.epsilons import parse_epsilons
+from benchmark.config.profiles import get_profile
+from benchmark.config.run_config import config_hash
 from foundation.errors import BenchError
 
 

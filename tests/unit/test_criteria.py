@@ -6,9 +6,10 @@ from torch import nn
 
 from attacks.base import ATTACKS
 from attacks.criteria import Misclassification, RepeatedMisclassification
-from benchmark.config import RunConfig, get_profile
-from benchmark.evaluation import criterion
-from benchmark.plan import Planner
+from benchmark.config.profiles import get_profile
+from benchmark.config.run_config import RunConfig
+from benchmark.run.evaluation import criterion
+from benchmark.run.plan import Planner
 from foundation.registry import Spec
 
 

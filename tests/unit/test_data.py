@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.data import load_mnist, make_slices, resolve_data_dir
+from benchmark.datasets.files import resolve_data_dir
+from benchmark.datasets.idx import load_mnist
+from benchmark.datasets.slices import make_slices
 from defenses.base import Split
 from foundation.errors import BenchError
 

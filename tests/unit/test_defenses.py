@@ -6,7 +6,7 @@ from torch import nn
 
 from defenses.base import DEFENSES
 from defenses.networks import CnnVAE, FcVAE, MadryCNN, vae_loss
-from defenses.training import train_classifier, train_vae
+from defenses.training_loops import train_classifier, train_vae
 from foundation.adaptive import ExpectationOverTransformation
 from foundation.errors import BenchError
 from tests.synthetic import TinyContext, blobs

@@ -1,4 +1,5 @@
-"""``benchmark.in_memory``: in-memory models as the ``model`` defense's module, shipped with their code."""
+"""Given defenses (``benchmark.evaluate``'s live models): keyed by class and weights, handed out by the run's
+``Build``, shipped to Ray workers with their code (``benchmark.run.in_memory``)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ import textwrap
 import pytest
 import torch
 
-from benchmark import in_memory
-from benchmark.checkpoints import weights_digest
-from defenses.base import DEFENSES
+from benchmark.run import in_memory
+from benchmark.run.build import Build
+from benchmark.store.checkpoints import weights_digest
+from defenses.model import ModelConfig, ModelDefense
+from foundation.errors import BenchError
+from foundation.registry import Spec
 
 NET = """
 import torch
@@ -40,41 +44,52 @@ def user_module(tmp_path, monkeypatch):
     sys.modules.pop("user_net_xyz", None)
 
 
-def test_a_registered_model_is_built_as_a_copy_named_by_its_weights(user_module):
+def _given(model) -> ModelDefense:
+    return ModelDefense.of_module(model, weights_digest(model.state_dict()), name="mine")
+
+
+def test_a_given_model_is_a_copy_keyed_by_its_class_and_weights(user_module):
     torch.manual_seed(0)
     model = user_module.Doubled()
-    entry = in_memory.register(model)
-    assert entry == f"model_{weights_digest(model.state_dict())}"
-    built = getattr(in_memory, entry)()
-    assert built is not model and torch.equal(built(torch.ones(1, 4)), model(torch.ones(1, 4)))
+    defense = _given(model)
+    assert defense.model is not model
+    assert torch.equal(defense.deployed_model()(torch.ones(1, 4)), model(torch.ones(1, 4)))
+    options = defense.options()
+    assert options["model_class"] == "user_net_xyz.Doubled"
+    assert options["weights_sha256"] == weights_digest(model.state_dict())
     with torch.no_grad():
-        model.linear.bias += 1  # a changed weight: another entry
-    assert in_memory.register(model) != entry
-    defense = DEFENSES.build(f"model:module=benchmark.in_memory:entry={entry}", "smoke")
-    assert torch.equal(defense.deployed_model()(torch.ones(1, 4)), built(torch.ones(1, 4)))
-    with pytest.raises(AttributeError, match="no registered model 'model_0'"):
-        in_memory.model_0  # noqa: B018
+        model.linear.bias += 1  # a changed weight: another key; the copy taken before keeps its own
+    assert _given(model).options() != options and defense.options() == options
+    with pytest.raises(BenchError, match="takes no source"):
+        ModelDefense(ModelConfig(source="net.py"), model, "0" * 64)
 
 
-def test_a_shipped_model_carries_its_code_to_a_process_that_cannot_import_it(user_module, tmp_path):
+def test_a_build_hands_out_the_given_defense_and_copies_of_it(user_module):
+    defense, spec = _given(user_module.Doubled()), Spec("model", (("name", "mine"),))
+    build = Build("smoke", "mnist", "linf", {spec: defense})
+    assert build.defense(spec) is defense and defense.profile == "smoke"
+    copy = build.untrained(spec)
+    assert copy is not defense and copy.options() == defense.options()
+
+
+def test_shipped_defenses_carry_their_code_to_a_process_that_cannot_import_it(user_module, tmp_path):
     pytest.importorskip("ray", reason="shipping models is the Ray executor's (pip install -e '.[ray]')")
     torch.manual_seed(0)
     model = user_module.Doubled()
-    entry = in_memory.register(model)
-    payload = in_memory.shipped([entry, "model_unknown"])
-    assert list(payload) == [entry]
+    spec = Spec("model", (("name", "mine"),))
+    payload = in_memory.shipped({spec: _given(model)})
     script = (
         "import pickle, sys, torch\n"
-        "model = pickle.loads(sys.stdin.buffer.read())\n"
-        "print(type(model).__name__, model(torch.ones(1, 4)).tolist())\n"
+        "(spec, defense), = pickle.loads(sys.stdin.buffer.read()).items()\n"
+        "print(spec.label, type(defense.model).__name__, defense.model(torch.ones(1, 4)).tolist())\n"
     )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     result = subprocess.run(
-        [sys.executable, "-c", script], input=payload[entry], capture_output=True, cwd=elsewhere, check=False
+        [sys.executable, "-c", script], input=payload, capture_output=True, cwd=elsewhere, check=False
     )
     assert result.returncode == 0, result.stderr.decode()
-    assert result.stdout.decode().split()[0] == "Doubled"
+    assert result.stdout.decode().split()[:2] == ["mine", "Doubled"]
     assert "user_net_xyz" not in cloudpickle_registry()  # the by-value registration is undone
 
 
@@ -84,14 +99,12 @@ def cloudpickle_registry() -> set[str]:
     return set(cloudpickle.list_registry_pickle_by_value())
 
 
-def test_install_registers_shipped_models_once(user_module):
+def test_a_payload_is_installed_once_per_process(user_module):
     pytest.importorskip("ray", reason="shipping models is the Ray executor's (pip install -e '.[ray]')")
     model = user_module.Doubled()
-    entry = in_memory.register(model)
-    payload = in_memory.shipped([entry])
-    in_memory._MODELS.pop(entry)
-    in_memory.install(payload)
-    first = in_memory._MODELS[entry]
-    in_memory.install(payload)
-    assert in_memory._MODELS[entry] is first and torch.equal(first(torch.ones(1, 4)), model(torch.ones(1, 4)))
-    in_memory.install(None)  # a plan without in-memory models
+    payload = in_memory.shipped({Spec("model", (("name", "mine"),)): _given(model)})
+    first = in_memory.installed(payload)
+    assert in_memory.installed(payload) is first
+    (defense,) = first.values()
+    assert torch.equal(defense.model(torch.ones(1, 4)), model(torch.ones(1, 4)))
+    assert in_memory.installed(None) == {}  # a run without given defenses

@@ -14,12 +14,13 @@ import torch
 from torch import nn
 
 from attacks.art_backend import art_classifier
-from attacks.base import ATTACKS, NORMS, perturbation_norms, project_l2
+from attacks.base import ATTACKS, perturbation_norms, project_l2
 from attacks.blackbox import starting_points
 from attacks.foolbox_backend import CarliniWagnerConfig, DDNConfig, FMNConfig
 from attacks.library_backends import LIBRARY_NORMS
 from foundation.errors import BenchError
 from foundation.registry import Spec
+from foundation.threat_models import NORMS
 from tests.conftest import accuracy
 
 L2_ONLY = ["foolbox.ddn", "foolbox.fmn", "foolbox.cw"]

@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from benchmark.metrics import cell_metrics, robust_predictions, wilson_interval
+from benchmark.results.statistics import wilson_interval
+from benchmark.run.measurements import cell_metrics, robust_predictions
 
 
 def test_wilson_interval_known_values():

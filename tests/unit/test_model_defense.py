@@ -11,8 +11,9 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark.config import RunConfig, get_profile
-from benchmark.plan import Planner
+from benchmark.config.profiles import get_profile
+from benchmark.config.run_config import RunConfig
+from benchmark.run.plan import Planner
 from defenses.base import DEFENSES, Split
 from defenses.model import ModelDefense
 from foundation.errors import BenchError

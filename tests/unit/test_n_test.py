@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from benchmark.cli import build_parser
-from benchmark.plan import Planner
-from benchmark.store import ResultStore
+from benchmark.run.plan import Planner
+from benchmark.store.result_store import ResultStore
 from foundation.errors import BenchError
 from tests.unit.test_plan import REPO, config
 

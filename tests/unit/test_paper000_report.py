@@ -5,7 +5,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmark.config import RunConfig, get_profile
+from benchmark.config.profiles import get_profile
+from benchmark.config.run_config import RunConfig
 from benchmark.reports import paper000
 from foundation.registry import Spec
 

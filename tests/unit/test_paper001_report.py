@@ -6,9 +6,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.config import RunConfig, get_profile
-from benchmark.leaderboard import records_to_frame
+from benchmark.config.profiles import get_profile
+from benchmark.config.run_config import RunConfig
 from benchmark.reports import paper001
+from benchmark.results.frame import records_to_frame
 from foundation.registry import Spec
 
 ROBUST = {"cnn": 0.02, "madry": 0.9, "binary-abs": 0.7, "pgan-dqn": 0.5, "abs": 0.1}

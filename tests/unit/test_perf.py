@@ -11,7 +11,7 @@ import torch
 
 from benchmark.cli import main
 from benchmark.perf import attack_contenders as attacks
-from benchmark.perf import run_wall, suite, training
+from benchmark.perf import run_wall, suite, training_speed
 from benchmark.perf.measurements import COLUMNS, FAILED, Measurement, from_timings
 from benchmark.perf.report import write_report
 from benchmark.perf.targets import MET, NOT_MEASURED, NOT_MET, evaluate_targets
@@ -99,8 +99,14 @@ def measured_frame(
         row("deepfool", deepfool, attacks.ART, 12, ratio_to_reference=0.6),
         row("worst", attacks.WORST_TASK, attacks.SEPARATE, 10, ratio_to_reference=1.0, robust_accuracy=0.1),
         row("worst", attacks.WORST_TASK, attacks.CASCADE, 25, ratio_to_reference=2.5, robust_accuracy=cascade_accuracy),
-        row("training", training.task_name("fc", "clean"), training.HARNESS, 90, ratio_to_reference=fc_clean_ratio),
-        row("training", training.task_name("fc", "clean"), training.HAND_LOOP, 100, ratio_to_reference=1.0),
+        row(
+            "training",
+            training_speed.task_name("fc", "clean"),
+            training_speed.HARNESS,
+            90,
+            ratio_to_reference=fc_clean_ratio,
+        ),
+        row("training", training_speed.task_name("fc", "clean"), training_speed.HAND_LOOP, 100, ratio_to_reference=1.0),
         row("run", run_wall.TASK, "cold", seconds_median=cold_seconds),
         row("run", run_wall.TASK, "warm", seconds_median=200.0, note=f"{FAILED} (exit 1): boom"),
         row("run", run_wall.TASK, "stored", seconds_median=4.0),

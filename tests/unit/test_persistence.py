@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from benchmark.atomic import atomic_write_text
-from benchmark.checkpoints import CheckpointCache, CorruptCheckpoint, weights_digest
+from benchmark.store.atomic import atomic_write_text
+from benchmark.store.checkpoints import CheckpointCache, CorruptCheckpoint, weights_digest
 
 
 def test_checkpoint_round_trip(tmp_path):

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.config import RunConfig, get_profile
-from benchmark.dry_run import Timings, _critical_path
-from benchmark.plan import SURROGATE_SEED_OFFSET, Planner
-from benchmark.store import ResultStore
+from benchmark.config.profiles import get_profile
+from benchmark.config.run_config import RunConfig
+from benchmark.run.dry_run import Timings, _critical_path
+from benchmark.run.plan import SURROGATE_SEED_OFFSET, Planner
+from benchmark.store.result_store import ResultStore
 from foundation.registry import Spec
 from tests.synthetic import cell_record
 

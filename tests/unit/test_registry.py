@@ -9,7 +9,7 @@ from typing import Literal
 import pytest
 
 from attacks.base import ATTACKS
-from benchmark.config import get_profile
+from benchmark.config.profiles import get_profile
 from defenses.base import DEFENSES
 from foundation.errors import BenchError
 from foundation.registry import Plugin, Registry, Spec

@@ -7,10 +7,10 @@ import json
 import pytest
 
 from benchmark.cli import main
-from benchmark.leaderboard import records_to_frame
-from benchmark.metrics import wilson_interval
-from benchmark.reports.robustbench import ROBUSTBENCH_FIELDS, eps_text, file_stem, report_json
-from benchmark.store import ResultStore
+from benchmark.publish.robustbench_json import ROBUSTBENCH_FIELDS, eps_text, file_stem, report_json
+from benchmark.results.frame import records_to_frame
+from benchmark.results.statistics import wilson_interval
+from benchmark.store.result_store import ResultStore
 from tests.synthetic import masked_cell_record as _cell
 from tests.synthetic import small_matrix
 

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from benchmark.cli import main
-from benchmark.leaderboard import FLAG_LEGEND, records_to_frame
-from benchmark.site import report_html
-from benchmark.site.build import flag_explanations, percent, slugs
-from benchmark.store import ResultStore
+from benchmark.publish.site import report_html
+from benchmark.publish.site.build import flag_explanations, percent, slugs
+from benchmark.results.frame import records_to_frame
+from benchmark.results.leaderboard import FLAG_LEGEND
+from benchmark.store.result_store import ResultStore
 from tests.synthetic import masked_cell_record as _cell
 from tests.synthetic import small_matrix
 

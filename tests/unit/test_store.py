@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from benchmark.records import cell_problem
-from benchmark.store import ResultStore
+from benchmark.store.records import cell_problem
+from benchmark.store.result_store import ResultStore
 from tests.synthetic import cell_record
 
 KEY = "0123456789abcdef"

@@ -2,9 +2,11 @@
 
 import pandas as pd
 
-from benchmark.leaderboard import COLUMNS, markdown, records_to_frame
-from benchmark.metrics import wilson_interval
-from benchmark.regression import compare
+from benchmark.results.columns import COLUMNS
+from benchmark.results.frame import records_to_frame
+from benchmark.results.leaderboard import markdown
+from benchmark.results.regression import regressions as compare
+from benchmark.results.statistics import wilson_interval
 
 
 def record(defense, attack, eps, robust, n=200, **extra):
@@ -75,7 +77,7 @@ def test_the_worst_case_comes_first_ranked_at_the_headline_eps_then_one_table_pe
         ]
     )
     frame = frame.drop(columns=[c for c in points if c in frame])
-    from benchmark.worst_case import worst_case_rows
+    from benchmark.results.worst_case import worst_case_rows
 
     assert worst_case_rows(frame).empty  # no per-point masks: no worst case
     headings = [line for line in markdown(frame).splitlines() if line.startswith("### ")]

@@ -2,8 +2,9 @@ import pytest
 import torch
 from torch import nn
 
-from attacks.base import Attack, check_threat_model, project_linf, validate_epsilon
+from attacks.base import Attack, check_threat_model, project_linf
 from foundation.errors import BenchError, ThreatModelViolation
+from foundation.threat_models import validate_epsilon
 
 
 def test_guard_accepts_examples_on_the_ball_surface(images):

@@ -4,11 +4,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from benchmark.curves import write_curves
-from benchmark.leaderboard import records_to_frame
-from benchmark.metrics import pack_mask, wilson_interval
-from benchmark.sanity import sanity_flags
-from benchmark.worst_case import worst_case_rows
+from benchmark.results.curves import write_curves
+from benchmark.results.frame import records_to_frame
+from benchmark.results.sanity import sanity_flags
+from benchmark.results.statistics import pack_mask, wilson_interval
+from benchmark.results.worst_case import worst_case_rows
 
 
 def cell(attack, eps, robust_points, *, defense="cnn", access="white-box", clean=1.0, **extra):

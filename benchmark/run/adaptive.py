@@ -1,0 +1,166 @@
+"""``--attacks adaptive``: the attacks a defense's declared properties and measured diagnostics call for.
+
+Carlini et al. ("On Evaluating Adversarial Robustness") and Tramèr et al. ("On Adaptive Attacks to
+Adversarial Example Defenses") ask for gradient-free attacks wherever gradients may mislead.  Which
+defenses mislead cannot be read off their declarations: a straight-through binarisation has gradients
+that are neither zero nor NaN, so no diagnostic fires on it.  So the protocol always probes:
+
+1. **First stage**, for every defense: standard AutoAttack (through the defense's BPDA or envelope
+   gradient where it declares one, with EOT when it is randomized); in L2 also the minimum-norm
+   gradient attacks DDN and FMN; and the label-only attacks (``boundary``, ``hsj``, ``pointwise``)
+   plus ``transfer`` from an independently trained undefended CNN, the label-only ones at a small
+   probe budget.
+2. **Second stage**, the label-only attacks at the profile's full budget on every point, when a probe
+   breaks a point every gradient attack left standing or finds a smaller median perturbation than
+   they did, the ``masked`` or ``blackbox`` flag fires, or the defense declares a non-differentiable
+   step.
+
+Each record's note says why its attack was chosen; the per-point worst case over everything that ran
+is the headline, as always.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+
+from benchmark.config.run_config import RunConfig
+from benchmark.results.minimal_perturbations import minimal_perturbations
+from benchmark.results.sanity import MASKED_LIMIT
+from benchmark.results.statistics import unpack_mask
+from benchmark.run.build import Build
+from benchmark.run.runner import RunResult, run_benchmark
+from defenses.base import Defense
+from foundation.registry import Spec
+
+ADAPTIVE = "adaptive"
+LABEL_ONLY = ("boundary", "hsj", "pointwise")
+#: Queries per image of the label-only probes, per profile (the full budgets are the attacks' own).
+PROBE_QUERIES = {"smoke": 300, "quick": 1000, "paper": 2500}
+
+
+@dataclass(frozen=True)
+class Choice:
+    """An attack the protocol runs on a defense, and why."""
+
+    spec: Spec
+    reason: str
+
+
+def declares_non_differentiable(defense: Defense) -> bool:
+    """Whether the defense substitutes a gradient for a step of its deployed path (BPDA, an envelope)."""
+    return type(defense).differentiable_model is not Defense.differentiable_model
+
+
+def probe_spec(name: str, profile: str) -> Spec:
+    queries = PROBE_QUERIES.get(profile, PROBE_QUERIES["quick"])
+    text = f"{name}:queries={queries}" + (":nearest=1:boundary_queries=0" if name == "pointwise" else "")
+    return Spec.parse(text)
+
+
+def first_stage(defense: Defense, norm: str, profile: str) -> list[Choice]:
+    """The attacks every defense gets, with their reasons."""
+    gradient = "standard AutoAttack, always"
+    if declares_non_differentiable(defense):
+        gradient += "; through the defense's declared BPDA/envelope gradient"
+    if defense.randomized:
+        gradient += "; with EOT (the defense is randomized)"
+    choices = [Choice(Spec("autoattack"), gradient)]
+    if norm == "l2":
+        choices += [Choice(Spec(name), "L2: a minimum-norm gradient attack") for name in ("foolbox.ddn", "foolbox.fmn")]
+    probe = f"label-only probe at {PROBE_QUERIES.get(profile, PROBE_QUERIES['quick'])} queries per image, always"
+    choices += [Choice(probe_spec(name, profile), probe) for name in LABEL_ONLY]
+    choices.append(Choice(Spec("transfer"), "transfer from an independently trained undefended CNN, always"))
+    return choices
+
+
+def escalation_reasons(frame: pd.DataFrame, defense: Defense, label: str, norm: str, first: list[Choice]) -> list[str]:
+    """Why the label-only attacks must run at full budget on ``label`` after the first stage (empty: no need)."""
+    rows = frame[(frame["defense"] == label) & (frame["threat_model"] == norm) & (frame["status"] == "ok")]
+    reasons = []
+    if declares_non_differentiable(defense):
+        reasons.append("the defense declares a non-differentiable step")
+    share = rows["gradient_masking_share"].dropna()
+    if not share.empty and float(share.max()) > MASKED_LIMIT:
+        reasons.append(f"the masked flag fires (gradient_masking_share {100 * float(share.max()):.0f} %)")
+    if rows["flags"].fillna("").str.contains("blackbox").any():
+        reasons.append("the blackbox flag fires")
+    probes = {choice.spec.label for choice in first if choice.spec.name in LABEL_ONLY}
+    broken = _probe_breaks(rows, probes)
+    if broken:
+        reasons.append(f"a probe broke {broken} point(s) every gradient attack left standing")
+    smaller = _probe_is_smaller(rows, probes)
+    if smaller:
+        reasons.append(smaller)
+    return reasons
+
+
+def _probe_breaks(rows: pd.DataFrame, probes: set[str]) -> int:
+    """Points (summed over ε) that a probe broke and every white-box attack left standing."""
+    cells = rows[rows["eps"].notna() & rows["robust_points"].apply(lambda value: isinstance(value, str))]
+    total = 0
+    for _, group in cells.groupby(["eps", "n"]):
+        n = int(group["n"].iloc[0])
+        white = group[group["access"] == "white-box"]
+        probe = group[group["attack"].isin(probes)]
+        if white.empty or probe.empty:
+            continue
+        standing = np.logical_and.reduce([unpack_mask(text, n) for text in white["robust_points"]])
+        survived_probes = np.logical_and.reduce([unpack_mask(text, n) for text in probe["robust_points"]])
+        total += int((standing & ~survived_probes).sum())
+    return total
+
+
+def _probe_is_smaller(rows: pd.DataFrame, probes: set[str]) -> str | None:
+    minimal = rows[rows["attack"].isin(probes) | (rows["access"] == "white-box")]
+    probe_rows = minimal_perturbations(minimal[minimal["attack"].isin(probes)])
+    gradient_rows = minimal_perturbations(minimal[~minimal["attack"].isin(probes)])
+    if probe_rows.empty or gradient_rows.empty:
+        return None
+    probe, gradient = probe_rows["median_eps_star"].min(), gradient_rows["median_eps_star"].min()
+    if probe < gradient:
+        return f"a probe found a smaller median perturbation ({probe:.3g}) than the gradient attacks ({gradient:.3g})"
+    return None
+
+
+def second_stage(reasons: list[str]) -> list[Choice]:
+    why = "label-only at full budget: " + "; ".join(reasons)
+    return [Choice(Spec(name), why) for name in LABEL_ONLY]
+
+
+def with_choices(config: RunConfig, defense: Spec, choices: list[Choice]) -> RunConfig:
+    """``config`` for one defense and the chosen attacks (plus the run's other attacks), reasons attached."""
+    extra = tuple(spec for spec in config.attacks if spec.label not in {choice.spec.label for choice in choices})
+    return replace(
+        config,
+        defenses=(defense,),
+        attacks=tuple(choice.spec for choice in choices) + extra,
+        attack_reasons=tuple((choice.spec.label, choice.reason) for choice in choices),
+    )
+
+
+def run_adaptive(config: RunConfig, given: Mapping[Spec, Defense] | None = None) -> RunResult:
+    """Run the protocol on every defense of ``config`` (its other attacks run too); the result's ``lines`` say
+    what ran on each defense and why."""
+    build = Build.of(config, given)
+    lines, computed, failures = [], 0, []
+    result = RunResult(pd.DataFrame())
+    for spec in config.defenses:
+        defense = build.defense(spec)
+        first = first_stage(defense, config.norm, config.profile.name)
+        result = run_benchmark(with_choices(config, spec, first), given)
+        computed, failures = computed + result.computed, [*failures, *result.failures]
+        reasons = escalation_reasons(result.frame, defense, spec.label, config.norm, first)
+        ran = ", ".join(choice.spec.label for choice in first)
+        if not reasons:
+            lines.append(f"adaptive: {spec.label}: ran {ran}; no probe or flag called for more")
+            continue
+        second = second_stage(reasons)
+        result = run_benchmark(with_choices(config, spec, second), given)
+        computed, failures = computed + result.computed, [*failures, *result.failures]
+        added = ", ".join(choice.spec.label for choice in second)
+        lines.append(f"adaptive: {spec.label}: ran {ran}; added {added} at full budget because {'; '.join(reasons)}")
+    return RunResult(result.frame, computed, tuple(failures), tuple(lines))

@@ -1,0 +1,48 @@
+"""Per-cell measurements on tensors: robust predictions, accuracies with Wilson intervals, macro-F1, success rate,
+perturbation norms (the statistics and codecs they use, which tables read too, are ``results.statistics``)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from sklearn.metrics import f1_score
+from torch import Tensor
+
+from attacks.base import perturbation_norms
+from benchmark.results.statistics import pack_mask, wilson_interval
+
+
+def robust_predictions(predictions: Tensor, y: Tensor) -> Tensor:
+    """Collapse repeated predictions (R, N) to one per point under the all-correct rule.
+
+    A point keeps its label only if every repeat is correct; otherwise it takes its first
+    wrong prediction.  Accuracy of the result is the robust accuracy, and F1 uses it too.
+    """
+    wrong = predictions != y
+    first_wrong = predictions.gather(0, wrong.to(torch.int8).argmax(dim=0, keepdim=True)).squeeze(0)
+    return torch.where(wrong.any(dim=0), first_wrong, y)
+
+
+def cell_metrics(y: Tensor, clean_correct: Tensor, adv_predictions: Tensor, x: Tensor, x_adv: Tensor) -> dict:
+    """Metrics of one cell; a point is robust only if it is correct both clean and attacked."""
+    n = len(y)
+    robust = clean_correct & (adv_predictions == y)
+    n_clean, n_robust = int(clean_correct.sum()), int(robust.sum())
+    ci_low, ci_high = wilson_interval(n_robust, n)
+    attacked = clean_correct
+    linf, l2 = perturbation_norms(x[attacked], x_adv[attacked])
+    y_cpu, pred_cpu = y.cpu().numpy(), adv_predictions.cpu().numpy()
+    return {
+        "robust_points": pack_mask(robust.cpu()),
+        "n": n,
+        "clean_accuracy": n_clean / n,
+        "robust_accuracy": n_robust / n,
+        "robust_accuracy_ci_low": ci_low,
+        "robust_accuracy_ci_high": ci_high,
+        "f1_macro": float(f1_score(y_cpu, pred_cpu, average="macro", zero_division=0)),
+        "attack_success_rate": (n_clean - n_robust) / n_clean if n_clean else math.nan,
+        "linf_mean": float(linf.mean()) if len(linf) else 0.0,
+        "linf_max": float(linf.max()) if len(linf) else 0.0,
+        "l2_mean": float(l2.mean()) if len(l2) else 0.0,
+    }
