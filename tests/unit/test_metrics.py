@@ -15,6 +15,18 @@ def test_wilson_interval_known_values():
     assert all(math.isnan(v) for v in wilson_interval(0, 0))
 
 
+def test_wilson_interval_is_scipys_to_the_bit():
+    """The formula written out (no scipy.stats on the table path) gives SciPy's Wilson interval exactly."""
+    from scipy.stats import binomtest
+
+    for n in (1, 7, 200, 1000):
+        for k in range(0, n + 1, max(1, n // 50)):
+            interval = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+            assert wilson_interval(k, n) == (float(interval.low), float(interval.high))
+    interval = binomtest(30, 90).proportion_ci(confidence_level=0.9, method="wilson")
+    assert wilson_interval(30, 90, 0.9) == pytest.approx((interval.low, interval.high), abs=1e-15)
+
+
 def test_robust_predictions_require_every_repeat_to_be_correct():
     y = torch.tensor([0, 1, 2, 3])
     repeats = torch.tensor([[0, 1, 2, 3], [0, 5, 2, 7], [0, 1, 9, 8]])
