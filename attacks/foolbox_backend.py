@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from attacks.art_backend import DEEPFOOL_PROFILE_OVERRIDES, DeepFoolConfig
 from attacks.base import Attack, ThreatModel, register_attack
 from attacks.gradient import PGD_PROFILE_OVERRIDES, PGDConfig
-from attacks.library_backends import derived_seed, library_norm
+from attacks.library_backends import check_options, derived_seed, library_norm
 from foundation.seeding import seeded
 
 
@@ -126,22 +126,6 @@ class FoolboxL2Minimization(FoolboxAttack):
 MINIMIZATION_STEPS_OVERRIDES = {"smoke": {"steps": 10}, "quick": {"steps": 50}}
 
 
-def _check_options(
-    config: Any, *, counts: tuple[str, ...] = (), positive: tuple[str, ...] = (), fractions: tuple[str, ...] = ()
-) -> None:
-    """Raise ``ValueError`` unless the ``counts`` are at least 1, the ``positive`` ones are, and the
-    ``fractions`` lie in (0, 1)."""
-    for name in counts:
-        if getattr(config, name) < 1:
-            raise ValueError(f"{name} must be at least 1")
-    for name in positive:
-        if getattr(config, name) <= 0:
-            raise ValueError(f"{name} must be positive")
-    for name in fractions:
-        if not 0 < getattr(config, name) < 1:
-            raise ValueError(f"{name} must lie in (0, 1)")
-
-
 @dataclass(frozen=True)
 class DDNConfig:
     """Decoupled Direction and Norm (Rony et al., CVPR 2019), Foolbox's defaults: ``steps`` steps, the
@@ -152,7 +136,7 @@ class DDNConfig:
     gamma: float = 0.05
 
     def __post_init__(self) -> None:
-        _check_options(self, counts=("steps",), positive=("init_epsilon",), fractions=("gamma",))
+        check_options(self, counts=("steps",), positive=("init_epsilon",), fractions=("gamma",))
 
 
 @register_attack("foolbox.ddn")
@@ -174,7 +158,7 @@ class FMNConfig:
     gamma: float = 0.05
 
     def __post_init__(self) -> None:
-        _check_options(self, counts=("steps",), positive=("max_stepsize",), fractions=("gamma",))
+        check_options(self, counts=("steps",), positive=("max_stepsize",), fractions=("gamma",))
 
 
 @register_attack("foolbox.fmn")
@@ -199,7 +183,7 @@ class CarliniWagnerConfig:
     abort_early: bool = True
 
     def __post_init__(self) -> None:
-        _check_options(self, counts=("binary_search_steps", "steps"), positive=("stepsize", "initial_const"))
+        check_options(self, counts=("binary_search_steps", "steps"), positive=("stepsize", "initial_const"))
         if self.confidence < 0:
             raise ValueError("confidence must not be negative")
 

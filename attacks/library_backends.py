@@ -1,4 +1,4 @@
-"""Helpers shared by the adapters over third-party attack libraries (ART, Foolbox, torchattacks)."""
+"""Helpers shared by the adapters over third-party attack libraries (ART, Foolbox, torchattacks, adv-lib)."""
 
 from __future__ import annotations
 
@@ -15,12 +15,14 @@ from foundation.parameters import frozen_parameters
 from foundation.seeding import seeded
 
 #: Our norm-ball threat models as each library spells them: torchattacks' ``norm=``, the prefix of
-#: Foolbox's attack classes (``LinfPGD``, ``L2PGD``), ART's ``norm=`` and torch's ``p=`` (``torch.cdist``).
+#: Foolbox's attack classes (``LinfPGD``, ``L2PGD``), ART's ``norm=``, adv-lib's ``norm=`` and torch's ``p=``
+#: (``torch.cdist``).
 LIBRARY_NORMS: dict[str, dict[str, Any]] = {
     "torch": {"linf": float("inf"), "l2": 2.0},
     "torchattacks": {"linf": "Linf", "l2": "L2"},
     "foolbox": {"linf": "Linf", "l2": "L2"},
     "art": {"linf": float("inf"), "l2": 2},
+    "adv_lib": {"linf": float("inf"), "l2": 2.0},
 }
 
 
@@ -43,6 +45,22 @@ def within_l2_ball(attack: Attack, x: Tensor, x_adv: Tensor, eps: float) -> Tens
     """A library's examples as the guard wants them: under L2 projected onto the ε ball and the box (the
     libraries stop on the sphere up to their own rounding); under L∞ exactly as the library returned them."""
     return attack.project(x, x_adv, eps) if attack.threat_model == "l2" else x_adv
+
+
+def check_options(
+    config: Any, *, counts: tuple[str, ...] = (), positive: tuple[str, ...] = (), fractions: tuple[str, ...] = ()
+) -> None:
+    """Raise ``ValueError`` unless the ``counts`` are at least 1, the ``positive`` ones are, and the
+    ``fractions`` lie in (0, 1)."""
+    for name in counts:
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name} must be at least 1")
+    for name in positive:
+        if getattr(config, name) <= 0:
+            raise ValueError(f"{name} must be positive")
+    for name in fractions:
+        if not 0 < getattr(config, name) < 1:
+            raise ValueError(f"{name} must lie in (0, 1)")
 
 
 class DeployedModeModel(nn.Module):

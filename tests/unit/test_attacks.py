@@ -47,6 +47,7 @@ def test_every_registered_gradient_attack_is_covered():
         and cls.threat_model != "semantic"
         and "linf" in cls.norms
         and cls.backend != "torchattacks"  # covered by test_strong_attacks.py
+        and cls.backend != "adv_lib"  # covered by test_advlib.py
         and not name.startswith("test.")
     }
     assert native_and_libraries <= set(GRADIENT_ATTACKS)
