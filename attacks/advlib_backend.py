@@ -56,6 +56,8 @@ def adv_lib_attack(name: str) -> Callable[..., Tensor]:
 class AdvLibAttack(Attack):
     backend = "adv_lib"
     norms = frozenset({"linf", "l2"})
+    #: adv-lib is an optional extra: ``--attacks all`` leaves its attacks out; name them to run them.
+    selected_by_all = False
 
     @property
     def adv_lib_norm(self) -> float:

@@ -15,6 +15,7 @@ LIBRARIES = (
     "adversarial-robustness-toolbox",
     "foolbox",
     "torchattacks",
+    "adv-lib",
     "numpy",
     "scikit-learn",
     "pandas",
