@@ -387,9 +387,17 @@ def _cmd_report(args: argparse.Namespace) -> int:
         paths = importlib.import_module(REPORTS["json"]).report_json(args.out, _writable_store(args.out))
         print(f"wrote {len(paths)} RobustBench-style JSON file(s) under {args.out / 'json'}")
         return 0
+    if args.name == "attacks":
+        (path,) = importlib.import_module(REPORTS["attacks"]).report_attacks(args.out, _writable_store(args.out))
+        print(f"wrote {path}")
+        return 0
     if args.name == "html":
         paths = importlib.import_module(REPORTS["html"]).report_html(args.out, _writable_store(args.out))
-        print(f"wrote {paths[0]} and {len(paths) - 1} defense page(s) beside it")
+        pages = sum(path.stem != "attacks" for path in paths[1:])
+        print(
+            f"wrote {paths[0]} and {pages} defense page(s) beside it"
+            + (" with attacks.html" if pages < len(paths) - 1 else "")
+        )
         return 0
     config = _run_config(args)
     command = f"bench report {args.name} --profile {args.profile} --seed {args.seed}"
@@ -406,11 +414,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 #: Report name -> the module whose ``report(config, command)`` runs its matrix and writes its page
-#: (``json``: whose ``report_json(out, frame)`` writes RobustBench-style files from the store; ``html``: whose
+#: (``json``: whose ``report_json(out, frame)`` writes RobustBench-style files from the store; ``attacks``: whose
+#: ``report_attacks(out, frame)`` writes ``OUT/attacks.md``, the attack-quality report; ``html``: whose
 #: ``report_html(out, frame)`` renders the store as a static site in ``OUT/site``).
 REPORTS = {
     "leaderboard": None,
     "json": "benchmark.publish.robustbench_json",
+    "attacks": "benchmark.publish.attack_report",
     "html": "benchmark.publish.site",
     "paper000": "benchmark.reports.paper000",
     "paper001": "benchmark.reports.paper001",

@@ -21,7 +21,7 @@ from attacks.criteria import Criterion, Misclassification, RepeatedMisclassifica
 from benchmark.results.statistics import pack_norms
 from benchmark.run.diagnostics import defense_diagnostics
 from benchmark.run.environment import Environment
-from benchmark.run.measurements import cell_metrics, robust_predictions
+from benchmark.run.measurements import PropagationCounter, cell_metrics, robust_predictions
 from benchmark.run.plan import SURROGATE_SEED_OFFSET, Cell, CleanEvaluation
 from benchmark.run.provenance import describe_device, library_versions
 from benchmark.run.training import TrainedDefense
@@ -189,6 +189,7 @@ def _attack_and_measure(
         model: nn.Module = surrogate.attack_model()
     else:
         model = defense.attack_model(cell.eot_samples)
+    model = counter = PropagationCounter(model)
     judge = criterion(defense, attack, model, cell.prediction_repeats, batch_size)
     generator = torch.Generator(device=device).manual_seed(cell.random_seed)
     adversarial = [x.clone() for _ in cell.epsilons]
@@ -210,11 +211,13 @@ def _attack_and_measure(
                 target[index] = x_adv
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - start
+    seconds, passes = time.perf_counter() - start, counter.per_point(len(attacked))
     smallest = (
         {}
         if minimal is None
-        else {"minimal_norms": pack_norms(minimal_norms(defense, cell, attack, minimal, x, y, clean, batch_size))}
+        else {
+            "minimal_norms": pack_norms(minimal_norms(defense, cell, attack, minimal, x, y, clean, batch_size).cpu())
+        }
     )
     records, kept = [], {}
     for key, eps, x_adv in zip(cell.keys, epsilons, adversarial, strict=True):
@@ -226,7 +229,7 @@ def _attack_and_measure(
         record = base_record(cell, key, eps, attack, trained, clean_record, env)
         record.update(cell_metrics(y, clean_correct, predictions, x, x_adv))
         record.update(defense.evaluation_metrics(x[attacked], x_adv[attacked]))
-        record.update(status="ok", attack_seconds=seconds, note=_note(cell, attack), **smallest)
+        record.update(status="ok", attack_seconds=seconds, note=_note(cell, attack), **passes, **smallest)
         records.append(record)
         if keep_adversarials:
             kept[key] = x_adv.detach().to("cpu", torch.float32)

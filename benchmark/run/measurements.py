@@ -7,7 +7,7 @@ import math
 
 import torch
 from sklearn.metrics import f1_score
-from torch import Tensor
+from torch import Tensor, nn
 
 from attacks.base import perturbation_norms
 from benchmark.results.statistics import pack_mask, wilson_interval
@@ -46,3 +46,39 @@ def cell_metrics(y: Tensor, clean_correct: Tensor, adv_predictions: Tensor, x: T
         "linf_max": float(linf.max()) if len(linf) else 0.0,
         "l2_mean": float(l2.mean()) if len(l2) else 0.0,
     }
+
+
+class PropagationCounter(nn.Module):
+    """The attacked model, counting the images it propagates forward and back (AttackBench's budget view).
+
+    A forward call adds its batch size; a backward pass through the output adds it again (a hook on the output,
+    so gradients taken with ``torch.autograd.grad`` count too).  Wrapped as ``model``, so attacks that look
+    through wrappers (``find_purifier_pipeline``) still find what is inside; a pass the attack makes through a
+    part of the model directly (the VAE attacks' purifier) is not counted.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.forwards = 0
+        self.backwards = 0
+
+    def train(self, mode: bool = True) -> PropagationCounter:
+        self.model.train(mode)
+        return self
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.model(x)
+        self.forwards += int(x.shape[0])
+        if out.requires_grad:
+            images = int(x.shape[0])
+            out.register_hook(lambda grad: self._backward(images, grad))
+        return out
+
+    def _backward(self, images: int, grad: Tensor) -> Tensor:
+        self.backwards += images
+        return grad
+
+    def per_point(self, points: int) -> dict[str, float]:
+        """Forward and backward passes per attacked point."""
+        return {"forward_passes": self.forwards / max(points, 1), "backward_passes": self.backwards / max(points, 1)}

@@ -110,6 +110,8 @@ OPTIONAL_FIELDS: dict[str, tuple[Check, str]] = {
     "adversarials_sha256": (_sha256, "a sha256 hex digest"),
     "weights_sha256": (_sha256, "a sha256 hex digest"),
     "minimal_norms": (_hex, "a hex string"),
+    "forward_passes": (lambda v: _is_number(v) and v >= 0, "a non-negative number"),
+    "backward_passes": (lambda v: _is_number(v) and v >= 0, "a non-negative number"),
 }
 #: Fields of a clean-evaluation record (a defense's clean predictions on a test slice).
 CLEAN_FIELDS: dict[str, tuple[Check, str]] = {

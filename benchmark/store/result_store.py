@@ -61,7 +61,7 @@ def _read(path: Path, problem: Callable[[Any, str], str | None]) -> tuple[Any, s
 
 
 #: What ``bench run`` and ``bench report`` write in a results directory: files, and folders.
-OUTPUT_FILES = ("leaderboard.csv", "leaderboard.md", "curves.csv", "paper000.md", "paper001.md")
+OUTPUT_FILES = ("leaderboard.csv", "leaderboard.md", "curves.csv", "paper000.md", "paper001.md", "attacks.md")
 OUTPUT_FOLDERS = ("cells", "clean", "rejected", ".locks", "adversarials", "curves", "site", "json")
 
 

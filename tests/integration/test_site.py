@@ -149,13 +149,20 @@ def test_site_in_headless_chromium(driver, site):
     resources = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
     assert not [name for name in resources if not name.startswith(("file:", "data:"))]
     links = sorted({a.get_attribute("href") for a in driver.find_elements(By.CSS_SELECTOR, "a[href]")})
-    assert len(links) == 4
+    assert len(links) == 5  # three defense pages, the attack-quality page and the store's folder
     assert not _errors(driver)
     for link in links:
         assert link.startswith("file://")
         assert Path(link[len("file://") :]).is_file(), link
         driver.get(link)
         defense = link.rsplit("/", 1)[1].removesuffix(".html")
+        if defense == "attacks":  # which attack to trust: its tables, within the page's width
+            assert driver.find_element(By.TAG_NAME, "h1").text == "Which attack to trust"
+            assert driver.find_elements(By.CSS_SELECTOR, "table.sortable tbody tr")
+            _check_fits_1280(driver)
+            driver.find_element(By.LINK_TEXT, "← Leaderboard").click()
+            assert not _errors(driver)
+            continue
         assert driver.find_element(By.TAG_NAME, "h1").text.startswith("Defense")
         _check_fits_1280(driver)
         plots = driver.find_elements(By.CSS_SELECTOR, "svg.plot")

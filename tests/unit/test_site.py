@@ -88,7 +88,13 @@ def site(tmp_path):
 def test_writes_the_index_and_one_page_per_defense(site):
     folder, paths = site
     assert paths[0] == folder / "index.html"
-    assert sorted(p.name for p in paths[1:]) == ["cnn.html", "madry.html", "masked.html", "vae_arch=cnn.html"]
+    assert sorted(p.name for p in paths[1:]) == [
+        "attacks.html",
+        "cnn.html",
+        "madry.html",
+        "masked.html",
+        "vae_arch=cnn.html",
+    ]
     assert sorted(folder.iterdir()) == sorted(paths)
 
 

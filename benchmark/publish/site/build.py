@@ -26,7 +26,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from markupsafe import Markup, escape
 
 from benchmark.datasets.base import DEFAULT_DATASET
-from benchmark.publish import published
+from benchmark.publish import attack_report, published
 from benchmark.publish.robustbench_json import file_stem
 from benchmark.results.columns import WORST, with_dataset
 from benchmark.results.frame import load
@@ -41,6 +41,8 @@ from foundation.errors import BenchError
 
 SITE = "site"
 INDEX = "index.html"
+#: The stem of the attack-quality page (``bench report attacks``'s tables).
+ATTACKS_PAGE = "attacks"
 #: Colours of the ε-curves (Okabe-Ito, then a few more that stay apart); the worst case is drawn in black.
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#8B4513", "#7F3C8D", "#808000", "#999"]
 WORST_COLOUR = "#000"
@@ -99,8 +101,8 @@ def _flag_items(codes: list[str], legend: dict[str, str]) -> list[dict[str, str]
 
 
 def slugs(defenses: list[str]) -> dict[str, str]:
-    """Defense label -> its page's file stem: portable, unique, and never ``index``."""
-    taken, result = {"index"}, {}
+    """Defense label -> its page's file stem: portable, unique, and never a page of the site's own."""
+    taken, result = {"index", ATTACKS_PAGE}, {}
     for defense in sorted(defenses):
         stem = file_stem(defense)
         if stem in taken:
@@ -248,6 +250,7 @@ def index_context(frame: pd.DataFrame, pages: dict[str, str]) -> dict[str, Any]:
     others = [{"defense": d, "page": f"{pages[d]}.html"} for d in sorted(set(pages) - listed)]
     return {
         "sections": sections,
+        "attacks_page": f"{ATTACKS_PAGE}.html" if attack_report.sections(frame) else None,
         "plot": None if plotted is None else {"section": plotted, "svg": index_plot(plotted)},
         "others": others,
         "rules": [ROBUSTNESS_RULE, WORST_CASE_RULE, FLAG_LEGEND],
@@ -502,6 +505,38 @@ def _environment() -> Environment:
     return environment
 
 
+def attacks_context(frame: pd.DataFrame) -> dict[str, Any]:
+    """The attack-quality page: ``bench report attacks``'s sections as table rows."""
+    sections = []
+    for section in attack_report.sections(frame):
+        summary = [
+            {
+                "attack": row["attack"],
+                "backend": row["backend"],
+                "optimality": attack_report.marked(row["mean_optimality"]),
+                "defenses": int(row["defenses"]),
+                "weak_on": int(row["weak_on"]),
+                "beaten": f"{int(row['beaten_on'])} / {int(row['beaten_points'])}",
+                "passes": attack_report.passes(row),
+            }
+            for _, row in section["summary_rows"].iterrows()
+        ]
+        defenses = [
+            {
+                "defense": row["defense"],
+                "attack": row["attack"],
+                "optimality": attack_report.marked(row["optimality"]),
+                "robust": attack_report.number(row["robust_at_headline"]),
+                "best": attack_report.number(row["best_at_headline"]),
+                "beaten": "–" if pd.isna(row["beaten_points"]) else int(row["beaten_points"]),
+                "curve_from": row["curve_from"],
+            }
+            for _, row in section["rows"].sort_values(["defense", "optimality"], ascending=[True, False]).iterrows()
+        ]
+        sections.append({**section, "summary_rows": summary, "defense_rows": defenses})
+    return {"sections": sections, "definition": attack_report.DEFINITION, "weak": f"{attack_report.WEAK:g}"}
+
+
 def render_site(frame: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Write ``out_dir/site/index.html`` and one page per defense of ``frame`` (a leaderboard frame,
     ``benchmark.results.frame.records_to_frame``); returns the files written, the index first.  Pages of
@@ -519,6 +554,10 @@ def render_site(frame: pd.DataFrame, out_dir: Path) -> list[Path]:
         standing = [row for section in index["sections"] for row in section["rows"] if row["defense"] == defense]
         atomic_write_text(path, page.render(**defense_context(frame, defense, standing)))
         written.append(path)
+    attacks = attacks_context(frame)
+    if attacks["sections"]:
+        written.append(site / f"{ATTACKS_PAGE}.html")
+        atomic_write_text(written[-1], environment.get_template("attacks.html.j2").render(**attacks))
     for stale in set(site.glob("*.html")) - set(written):
         stale.unlink()
     return written
