@@ -36,6 +36,10 @@ PGD_TASK, FGSM_TASK, DEEPFOOL_TASK = f"pgd-40 ε={EPS}", f"fgsm ε={EPS}", f"dee
 WORST_CASE_MEMBERS = ("fgsm", "pgd", "deepfool")
 WORST_TASK = f"worst case of {', '.join(WORST_CASE_MEMBERS)} ε={EPS}"
 SEPARATE, CASCADE = "separate attacks", "cascade"
+#: AutoAttack at its standard budgets (APGD-CE, APGD-T, FAB-T with 100 steps, Square with 5,000 queries).
+AUTOATTACK_TASK = f"autoattack standard L∞ ε={EPS}"
+STANDARD_STEPS = 100
+TORCHATTACKS_STANDARD = "torchattacks, standard budgets"
 
 
 def hand_pgd(model: nn.Module, x: Tensor, y: Tensor, generator: torch.Generator) -> Tensor:
@@ -196,12 +200,34 @@ def worst_case_contenders(model: nn.Module, x: Tensor, y: Tensor) -> list[Conten
     ]
 
 
+def autoattack_contenders(model: nn.Module, x: Tensor, y: Tensor) -> list[Contender]:
+    """The harness's ``autoattack`` at the paper profile (the standard budgets: 100 APGD and FAB steps, 5,000
+    Square queries) against torchattacks' own ``AutoAttack(version="standard")``, whose APGD, APGD-T and FAB
+    run torchattacks' default of 10 steps: as it ships, and with those members set to the standard 100 (the
+    reference: the same budgets)."""
+    import torchattacks
+
+    def reference(steps: int | None) -> Callable[[], Tensor]:
+        attack = torchattacks.AutoAttack(model, norm="Linf", eps=EPS, version="standard", n_classes=10, seed=0)
+        for member in attack._autoattack.attacks:
+            if steps is not None and hasattr(member, "steps"):
+                member.steps = steps
+        return lambda: attack(x, y)
+
+    return [
+        Contender(HARNESS, _harness("autoattack", model, x, y), "ATTACKS.build('autoattack', 'paper')"),
+        Contender(TORCHATTACKS_STANDARD, reference(STANDARD_STEPS), "torchattacks.AutoAttack, members at 100 steps"),
+        Contender(TORCHATTACKS, reference(None), "torchattacks.AutoAttack as shipped: 10 APGD/APGD-T/FAB steps"),
+    ]
+
+
 #: task -> (contenders, reference)
 ATTACK_TASKS = {
     PGD_TASK: (pgd_contenders, HAND_LOOP),
     FGSM_TASK: (fgsm_contenders, HAND_LOOP),
     DEEPFOOL_TASK: (deepfool_contenders, FOOLBOX),
     WORST_TASK: (worst_case_contenders, SEPARATE),
+    AUTOATTACK_TASK: (autoattack_contenders, TORCHATTACKS_STANDARD),
 }
 
 

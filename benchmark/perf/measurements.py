@@ -28,7 +28,9 @@ ATTACKS, DEEPFOOL, WORST, TRAINING, ABS, RUN = "attacks", "deepfool", "worst", "
 STARTUP = "startup"
 SCALE = "scale"
 DECISION = "decision"
-SECTIONS = (ATTACKS, DEEPFOOL, WORST, DECISION, TRAINING, ABS, STARTUP, SCALE, RUN)
+#: The harness's AutoAttack against torchattacks' at the standard budgets (minutes on a CPU: asked for by name).
+AUTOATTACK = "autoattack"
+SECTIONS = (ATTACKS, DEEPFOOL, WORST, DECISION, AUTOATTACK, TRAINING, ABS, STARTUP, SCALE, RUN)
 DEFAULT_SECTIONS = (ATTACKS, DEEPFOOL, WORST, DECISION, TRAINING, ABS, STARTUP)
 #: Sections that time MNIST-only defenses (paper 000's VAEs, ABS, every built-in defense's run).
 MNIST_ONLY = (TRAINING, ABS, RUN)

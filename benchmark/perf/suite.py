@@ -10,7 +10,14 @@ import pandas as pd
 from benchmark.datasets.base import DATASETS, DEFAULT_DATASET
 from benchmark.perf import measurements as sections
 from benchmark.perf.abs_inference import abs_rows
-from benchmark.perf.attack_contenders import DEEPFOOL_TASK, FGSM_TASK, PGD_TASK, WORST_TASK, attack_rows
+from benchmark.perf.attack_contenders import (
+    AUTOATTACK_TASK,
+    DEEPFOOL_TASK,
+    FGSM_TASK,
+    PGD_TASK,
+    WORST_TASK,
+    attack_rows,
+)
 from benchmark.perf.decision import decision_rows
 from benchmark.perf.measurements import Measurement
 from benchmark.perf.report import write_report
@@ -26,6 +33,7 @@ SECTION_RUNNERS: dict[str, Callable[[Workbench, str], list[Measurement]]] = {
     sections.DEEPFOOL: lambda bench, name: attack_rows(bench, name, [DEEPFOOL_TASK]),
     sections.WORST: lambda bench, name: attack_rows(bench, name, [WORST_TASK]),
     sections.DECISION: decision_rows,
+    sections.AUTOATTACK: lambda bench, name: attack_rows(bench, name, [AUTOATTACK_TASK]),
     sections.TRAINING: training_rows,
     sections.ABS: abs_rows,
     sections.STARTUP: startup_rows,

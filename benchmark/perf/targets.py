@@ -80,6 +80,22 @@ def _worst_case(frame: pd.DataFrame) -> Target:
     return Target(target, measured, _status(row["ratio_to_reference"] > 1 and same))
 
 
+def _autoattack(frame: pd.DataFrame) -> Target:
+    target = "harness autoattack ≥ 1× torchattacks' AutoAttack points/s at the standard budgets, same robust accuracy"
+    row, reference = (
+        _row(frame, sections.AUTOATTACK, attacks.AUTOATTACK_TASK, name)
+        for name in (attacks.HARNESS, attacks.TORCHATTACKS_STANDARD)
+    )
+    if row is None or reference is None:
+        return Target(target, "–", NOT_MEASURED)
+    same = abs(row["robust_accuracy"] - reference["robust_accuracy"]) <= SAME_ROBUST_ACCURACY
+    measured = (
+        f"{row['ratio_to_reference']:.2f}× (robust accuracy {100 * row['robust_accuracy']:.1f} % vs "
+        f"{100 * reference['robust_accuracy']:.1f} %)"
+    )
+    return Target(target, measured, _status(row["ratio_to_reference"] >= 1 and same))
+
+
 def _decision(frame: pd.DataFrame) -> Target:
     target = f"batched hsj ≥ {DECISION_RATIO:g}× ART's HopSkipJump images/s at a median perturbation no larger"
     rows = frame[frame["section"] == sections.DECISION]
@@ -147,6 +163,7 @@ TARGETS: list[Callable[[pd.DataFrame], Target]] = [
     lambda f: _deepfool(f, attacks.ART, DEEPFOOL_RATIO_ART),
     _worst_case,
     _decision,
+    _autoattack,
     *(lambda f, a=arch, m=mode: _training(f, a, m) for arch in training_speed.ARCHS for mode in training_speed.MODES),
     *(lambda f, t=task: _startup(f, t) for task in startup.TASKS),
     *(lambda f, p=phase: _run(f, p) for phase in run_wall.PHASES),

@@ -215,9 +215,7 @@ def _attack_and_measure(
     smallest = (
         {}
         if minimal is None
-        else {
-            "minimal_norms": pack_norms(minimal_norms(defense, cell, attack, minimal, x, y, clean, batch_size).cpu())
-        }
+        else {"minimal_norms": pack_norms(minimal_norms(defense, cell, attack, minimal, x, y, clean, batch_size).cpu())}
     )
     records, kept = [], {}
     for key, eps, x_adv in zip(cell.keys, epsilons, adversarial, strict=True):

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
     ("args", "message"),
     [
         (["--defenses", "cnn,resnet"], "unknown defense 'resnet'; valid: abs, adv-vae, binary-abs, cnn"),
-        (["--attacks", "fgsm,cw"], "unknown attack 'cw'; valid: apgd, art.deepfool"),
+        (["--attacks", "fgsm,cw"], "unknown attack 'cw'; valid: advlib.alma, advlib.apgd"),
         (["--eps", "1.5"], "epsilon 1.5 is outside [0, 1]"),
         (["--eps", "0.1,abc"], "epsilon 'abc' is not a number"),
         (["--defenses", ""], "no defense selected"),

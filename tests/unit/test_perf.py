@@ -12,7 +12,7 @@ import torch
 from benchmark.cli import main
 from benchmark.perf import attack_contenders as attacks
 from benchmark.perf import run_wall, suite, training_speed
-from benchmark.perf.measurements import COLUMNS, FAILED, Measurement, from_timings
+from benchmark.perf.measurements import COLUMNS, FAILED, Measurement, from_timings, to_frame
 from benchmark.perf.report import write_report
 from benchmark.perf.targets import MET, NOT_MEASURED, NOT_MET, evaluate_targets
 from benchmark.perf.timing import Contender, Timing, time_round_robin
@@ -145,6 +145,24 @@ def test_targets_turn_not_met_when_the_measurements_miss_them():
     assert find(table, "cold") == NOT_MET  # > 30 min
     everything_missing = statuses(measured_frame().iloc[0:0])
     assert set(everything_missing.values()) == {NOT_MEASURED}
+
+
+def test_the_autoattack_target_compares_against_torchattacks_at_the_standard_budgets():
+    task, target = attacks.AUTOATTACK_TASK, "autoattack"
+
+    def frame(ratio: float, accuracy: float) -> pd.DataFrame:
+        return to_frame(
+            [
+                row("autoattack", task, attacks.HARNESS, 2, ratio_to_reference=ratio, robust_accuracy=accuracy),
+                row("autoattack", task, attacks.TORCHATTACKS_STANDARD, 1, ratio_to_reference=1.0, robust_accuracy=0.5),
+                row("autoattack", task, attacks.TORCHATTACKS, 9, ratio_to_reference=9.0, robust_accuracy=0.6),
+            ]
+        )
+
+    assert find(statuses(frame(2.0, 0.5)), target) == MET
+    assert find(statuses(frame(0.5, 0.5)), target) == NOT_MET  # slower than the same budgets
+    assert find(statuses(frame(2.0, 0.6)), target) == NOT_MET  # faster, but weaker
+    assert find(statuses(measured_frame()), target) == NOT_MEASURED
 
 
 def test_report_writes_csv_and_markdown_with_machine_header_and_targets(tmp_path):

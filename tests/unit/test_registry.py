@@ -57,9 +57,9 @@ def test_unknown_names_list_the_valid_ones():
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda: ATTACKS.get("fgms"), "unknown attack 'fgms'; did you mean 'fgsm'? valid: apgd, "),
+        (lambda: ATTACKS.get("fgms"), "unknown attack 'fgms'; did you mean 'fgsm'? valid: advlib.alma, "),
         (lambda: DEFENSES.get("madri"), "unknown defense 'madri'; did you mean 'madry'? valid: abs, "),
-        (lambda: ATTACKS.get("cw"), "unknown attack 'cw'; valid: apgd, "),  # nothing close: no guess
+        (lambda: ATTACKS.get("cw"), "unknown attack 'cw'; valid: advlib.alma, "),  # nothing close: no guess
         (lambda: ATTACKS.build("pgd:step=3", "quick"), "has no option 'step'; did you mean 'steps'? valid options: "),
         (lambda: get_profile("quik"), "unknown profile 'quik'; did you mean 'quick'? valid: smoke, quick, paper"),
         (lambda: get_profile("huge"), "unknown profile 'huge'; valid: smoke, quick, paper"),
