@@ -65,35 +65,32 @@ def _deepfool(frame: pd.DataFrame, other: str, threshold: float) -> Target:
     return Target(target, f"{ratio:.2f}×", _status(ratio >= threshold))
 
 
+def _faster_at_the_same_accuracy(
+    frame: pd.DataFrame, target: str, section: str, task: str, contender: str, reference: str, faster: bool
+) -> Target:
+    """``contender``'s ratio to ``reference``'s images/s, met when above 1 (``faster``) or at least 1, at a robust
+    accuracy within ``SAME_ROBUST_ACCURACY`` of the reference's."""
+    row, base = (_row(frame, section, task, name) for name in (contender, reference))
+    if row is None or base is None:
+        return Target(target, "–", NOT_MEASURED)
+    same = abs(row["robust_accuracy"] - base["robust_accuracy"]) <= SAME_ROBUST_ACCURACY
+    ratio = row["ratio_to_reference"]
+    measured = (
+        f"{ratio:.2f}× (robust accuracy {100 * row['robust_accuracy']:.1f} % vs {100 * base['robust_accuracy']:.1f} %)"
+    )
+    return Target(target, measured, _status((ratio > 1 if faster else ratio >= 1) and same))
+
+
 def _worst_case(frame: pd.DataFrame) -> Target:
     target = "worst case as a cascade faster than its attacks run separately, at identical robust accuracy"
-    row, separate = (
-        _row(frame, sections.WORST, attacks.WORST_TASK, name) for name in (attacks.CASCADE, attacks.SEPARATE)
-    )
-    if row is None or separate is None:
-        return Target(target, "–", NOT_MEASURED)
-    same = abs(row["robust_accuracy"] - separate["robust_accuracy"]) <= SAME_ROBUST_ACCURACY
-    measured = (
-        f"{row['ratio_to_reference']:.2f}× (robust accuracy {100 * row['robust_accuracy']:.1f} % vs "
-        f"{100 * separate['robust_accuracy']:.1f} %)"
-    )
-    return Target(target, measured, _status(row["ratio_to_reference"] > 1 and same))
+    task = attacks.WORST_TASK
+    return _faster_at_the_same_accuracy(frame, target, sections.WORST, task, attacks.CASCADE, attacks.SEPARATE, True)
 
 
 def _autoattack(frame: pd.DataFrame) -> Target:
     target = "harness autoattack ≥ 1× torchattacks' AutoAttack points/s at the standard budgets, same robust accuracy"
-    row, reference = (
-        _row(frame, sections.AUTOATTACK, attacks.AUTOATTACK_TASK, name)
-        for name in (attacks.HARNESS, attacks.TORCHATTACKS_STANDARD)
-    )
-    if row is None or reference is None:
-        return Target(target, "–", NOT_MEASURED)
-    same = abs(row["robust_accuracy"] - reference["robust_accuracy"]) <= SAME_ROBUST_ACCURACY
-    measured = (
-        f"{row['ratio_to_reference']:.2f}× (robust accuracy {100 * row['robust_accuracy']:.1f} % vs "
-        f"{100 * reference['robust_accuracy']:.1f} %)"
-    )
-    return Target(target, measured, _status(row["ratio_to_reference"] >= 1 and same))
+    contenders = (attacks.HARNESS, attacks.TORCHATTACKS_STANDARD)
+    return _faster_at_the_same_accuracy(frame, target, sections.AUTOATTACK, attacks.AUTOATTACK_TASK, *contenders, False)
 
 
 def _decision(frame: pd.DataFrame) -> Target:
