@@ -393,7 +393,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
         return 0
     if args.name == "html":
         paths = importlib.import_module(REPORTS["html"]).report_html(args.out, _writable_store(args.out))
-        pages = sum(path.stem != "attacks" for path in paths[1:])
+        from benchmark.publish.site.build import ATTACKS_PAGE
+
+        pages = sum(path.stem != ATTACKS_PAGE for path in paths[1:])
         print(
             f"wrote {paths[0]} and {pages} defense page(s) beside it"
             + (" with attacks.html" if pages < len(paths) - 1 else "")

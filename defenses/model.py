@@ -206,7 +206,11 @@ class ModelDefense(Defense):
         #: How the weights were laid out (``fit`` finds a weights file's); recorded as the ``train_weights_layout``
         #: column.
         self.weights_layout = SCRIPTED_LAYOUT if cfg.scripted else ""
-        self.model = (load_scripted(path, f"option scripted of {_WHO}") if cfg.scripted else self._build(code)).eval()
+        self._deploy((load_scripted(path, f"option scripted of {_WHO}") if cfg.scripted else self._build(code)).eval())
+
+    def _deploy(self, model: nn.Module) -> None:
+        """``model`` as the defense's: deployed behind its input normalisation when ``mean``/``std`` are given."""
+        self.model = model
         #: ``mean`` and ``std`` per channel, empty without them; the deployed model normalises its input.
         self.normalization = self._normalization()
         self.deployed = Normalized(self.model, **self.normalization) if self.normalization else self.model
@@ -233,9 +237,7 @@ class ModelDefense(Defense):
         kind = type(live)
         self.live = (f"{kind.__module__}.{kind.__qualname__}", weights_sha256)
         self.source_file, self.where, self.weights_layout = None, f"the model given ({kind.__qualname__})", ""
-        self.model = copy.deepcopy(live).cpu().eval()
-        self.normalization = self._normalization()
-        self.deployed = Normalized(self.model, **self.normalization) if self.normalization else self.model
+        self._deploy(copy.deepcopy(live).cpu().eval())
 
     def _normalization(self) -> dict[str, tuple[float, ...]]:
         cfg: ModelConfig = self.config

@@ -65,40 +65,66 @@ def finding(summary: pd.DataFrame, symbol: str) -> str:
     return sentence + "."
 
 
-def _summary_table(summary: pd.DataFrame) -> str:
-    rows = [
+#: Column key -> its header, for the per-attack and the per-defense tables (the site uses the keys).
+SUMMARY_HEADERS = {
+    "attack": "attack",
+    "backend": "backend",
+    "optimality": "mean optimality",
+    "defenses": "defenses scored",
+    "weak_on": f"below {WEAK:g} on",
+    "beaten": "beaten at headline ε: defenses / points",
+    "passes": "passes per point (fwd / bwd)",
+}
+DEFENSE_HEADERS = {
+    "defense": "defense",
+    "attack": "attack",
+    "optimality": "optimality",
+    "robust": "robust at ε_h",
+    "best": "best at ε_h",
+    "beaten": "points it leaves that others break",
+    "curve_from": "curve from",
+}
+
+
+def summary_rows(summary: pd.DataFrame) -> list[dict[str, Any]]:
+    """The per-attack table's rows, as shown (``SUMMARY_HEADERS``' keys)."""
+    return [
         {
-            "attack": f"`{row['attack']}`",
+            "attack": row["attack"],
             "backend": row["backend"],
-            "mean optimality": marked(row["mean_optimality"]),
-            "defenses scored": int(row["defenses"]),
-            f"below {WEAK:g} on": int(row["weak_on"]),
-            "beaten at headline ε: defenses / points": f"{int(row['beaten_on'])} / {int(row['beaten_points'])}",
-            "passes per point (fwd / bwd)": passes(row),
+            "optimality": marked(row["mean_optimality"]),
+            "defenses": int(row["defenses"]),
+            "weak_on": int(row["weak_on"]),
+            "beaten": f"{int(row['beaten_on'])} / {int(row['beaten_points'])}",
+            "passes": passes(row),
         }
         for _, row in summary.iterrows()
     ]
-    return tabulate(pd.DataFrame(rows), **TABLE_FORMAT, showindex=False)
 
 
-def _defense_table(quality: pd.DataFrame) -> str:
-    rows = [
+def defense_rows(quality: pd.DataFrame) -> list[dict[str, Any]]:
+    """The per-defense table's rows, as shown (``DEFENSE_HEADERS``' keys), best attack first per defense."""
+    return [
         {
             "defense": row["defense"],
-            "attack": f"`{row['attack']}`",
+            "attack": row["attack"],
             "optimality": marked(row["optimality"]),
-            "robust at ε_h": number(row["robust_at_headline"]),
-            "best at ε_h": number(row["best_at_headline"]),
-            "points it leaves that others break": "–" if pd.isna(row["beaten_points"]) else int(row["beaten_points"]),
-            "curve from": row["curve_from"],
+            "robust": number(row["robust_at_headline"]),
+            "best": number(row["best_at_headline"]),
+            "beaten": "–" if pd.isna(row["beaten_points"]) else int(row["beaten_points"]),
+            "curve_from": row["curve_from"],
         }
         for _, row in quality.sort_values(["defense", "optimality"], ascending=[True, False]).iterrows()
     ]
-    return tabulate(pd.DataFrame(rows), **TABLE_FORMAT, showindex=False)
+
+
+def _table(rows: list[dict[str, Any]], headers: dict[str, str]) -> str:
+    shown = [{headers[key]: f"`{value}`" if key == "attack" else value for key, value in row.items()} for row in rows]
+    return tabulate(pd.DataFrame(shown, columns=list(headers.values())), **TABLE_FORMAT, showindex=False)
 
 
 def sections(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """One section per (dataset, profile, threat model): its finding, summary and per-defense tables."""
+    """One section per (dataset, profile, threat model): its finding and its two tables' rows."""
     quality = attack_quality(frame)
     out = []
     for (dataset, profile, threat_model), part in quality.groupby(["dataset", "profile", "threat_model"], sort=True):
@@ -110,10 +136,8 @@ def sections(frame: pd.DataFrame) -> list[dict[str, Any]]:
                 "title": f"{dataset}, profile `{profile}`, {symbol}",
                 "finding": finding(summary, symbol),
                 "headline": ", ".join(f"{value:g}" for value in eps),
-                "summary": _summary_table(summary),
-                "defenses": _defense_table(part),
-                "summary_rows": summary,
-                "rows": part,
+                "summary_rows": summary_rows(summary),
+                "defense_rows": defense_rows(part),
             }
         )
     return out
@@ -132,11 +156,11 @@ def markdown(frame: pd.DataFrame) -> str:
             "",
             f"Per attack (headline ε: {section['headline']}):",
             "",
-            section["summary"],
+            _table(section["summary_rows"], SUMMARY_HEADERS),
             "",
             "Per defense:",
             "",
-            section["defenses"],
+            _table(section["defense_rows"], DEFENSE_HEADERS),
             "",
         ]
     return "\n".join(parts).rstrip() + "\n"

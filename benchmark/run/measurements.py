@@ -63,10 +63,6 @@ class PropagationCounter(nn.Module):
         self.forwards = 0
         self.backwards = 0
 
-    def train(self, mode: bool = True) -> PropagationCounter:
-        self.model.train(mode)
-        return self
-
     def forward(self, x: Tensor) -> Tensor:
         out = self.model(x)
         self.forwards += int(x.shape[0])

@@ -117,3 +117,10 @@ def test_the_counter_counts_images_forward_and_back():
     torch.autograd.grad(loss, x)  # one backward through the output
     assert (counter.forwards, counter.backwards) == (7, 5)
     assert counter.per_point(5) == {"forward_passes": 1.4, "backward_passes": 1.0}
+
+
+def test_bench_report_attacks_on_an_empty_store_is_one_line(tmp_path, capsys):
+    assert main(["report", "attacks", "--out", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("bench: error: no results in") and error.count("\n") == 1
+    assert not (tmp_path / "attacks.md").exists()

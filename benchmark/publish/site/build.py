@@ -239,7 +239,7 @@ def index_plot(section: dict[str, Any]) -> Markup:
     return svg_plot(section["curves"], title, x_label=budget_label(section["threat_model"]), kind="defense")
 
 
-def index_context(frame: pd.DataFrame, pages: dict[str, str]) -> dict[str, Any]:
+def index_context(frame: pd.DataFrame, pages: dict[str, str], attacks_page: bool = False) -> dict[str, Any]:
     legend = flag_explanations()
     ok = frame[frame["status"] == "ok"]
     parts = sorted(ok.groupby(["dataset", "threat_model"]), key=lambda item: presentation_order(*map(str, item[0])))
@@ -250,7 +250,7 @@ def index_context(frame: pd.DataFrame, pages: dict[str, str]) -> dict[str, Any]:
     others = [{"defense": d, "page": f"{pages[d]}.html"} for d in sorted(set(pages) - listed)]
     return {
         "sections": sections,
-        "attacks_page": f"{ATTACKS_PAGE}.html" if attack_report.sections(frame) else None,
+        "attacks_page": f"{ATTACKS_PAGE}.html" if attacks_page else None,
         "plot": None if plotted is None else {"section": plotted, "svg": index_plot(plotted)},
         "others": others,
         "rules": [ROBUSTNESS_RULE, WORST_CASE_RULE, FLAG_LEGEND],
@@ -505,38 +505,6 @@ def _environment() -> Environment:
     return environment
 
 
-def attacks_context(frame: pd.DataFrame) -> dict[str, Any]:
-    """The attack-quality page: ``bench report attacks``'s sections as table rows."""
-    sections = []
-    for section in attack_report.sections(frame):
-        summary = [
-            {
-                "attack": row["attack"],
-                "backend": row["backend"],
-                "optimality": attack_report.marked(row["mean_optimality"]),
-                "defenses": int(row["defenses"]),
-                "weak_on": int(row["weak_on"]),
-                "beaten": f"{int(row['beaten_on'])} / {int(row['beaten_points'])}",
-                "passes": attack_report.passes(row),
-            }
-            for _, row in section["summary_rows"].iterrows()
-        ]
-        defenses = [
-            {
-                "defense": row["defense"],
-                "attack": row["attack"],
-                "optimality": attack_report.marked(row["optimality"]),
-                "robust": attack_report.number(row["robust_at_headline"]),
-                "best": attack_report.number(row["best_at_headline"]),
-                "beaten": "–" if pd.isna(row["beaten_points"]) else int(row["beaten_points"]),
-                "curve_from": row["curve_from"],
-            }
-            for _, row in section["rows"].sort_values(["defense", "optimality"], ascending=[True, False]).iterrows()
-        ]
-        sections.append({**section, "summary_rows": summary, "defense_rows": defenses})
-    return {"sections": sections, "definition": attack_report.DEFINITION, "weak": f"{attack_report.WEAK:g}"}
-
-
 def render_site(frame: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Write ``out_dir/site/index.html`` and one page per defense of ``frame`` (a leaderboard frame,
     ``benchmark.results.frame.records_to_frame``); returns the files written, the index first.  Pages of
@@ -546,7 +514,8 @@ def render_site(frame: pd.DataFrame, out_dir: Path) -> list[Path]:
     pages = slugs([str(d) for d in frame["defense"].dropna().unique()])
     environment = _environment()
     written = [site / INDEX]
-    index = index_context(frame, pages)
+    attacks = attack_report.sections(frame)
+    index = index_context(frame, pages, bool(attacks))
     atomic_write_text(written[0], environment.get_template("index.html.j2").render(**index))
     page = environment.get_template("defense.html.j2")
     for defense, stem in pages.items():
@@ -554,10 +523,10 @@ def render_site(frame: pd.DataFrame, out_dir: Path) -> list[Path]:
         standing = [row for section in index["sections"] for row in section["rows"] if row["defense"] == defense]
         atomic_write_text(path, page.render(**defense_context(frame, defense, standing)))
         written.append(path)
-    attacks = attacks_context(frame)
-    if attacks["sections"]:
+    if attacks:
         written.append(site / f"{ATTACKS_PAGE}.html")
-        atomic_write_text(written[-1], environment.get_template("attacks.html.j2").render(**attacks))
+        context = {"sections": attacks, "definition": attack_report.DEFINITION, "weak": f"{attack_report.WEAK:g}"}
+        atomic_write_text(written[-1], environment.get_template("attacks.html.j2").render(**context))
     for stale in set(site.glob("*.html")) - set(written):
         stale.unlink()
     return written
