@@ -22,6 +22,7 @@ COLUMNS = (
     "note",
     "robust_accuracy",
     "median_perturbation",
+    "identical_predictions",
 )
 #: The suite's sections; ``run`` (hours on a CPU) is left out unless asked for.
 ATTACKS, DEEPFOOL, WORST, TRAINING, ABS, RUN = "attacks", "deepfool", "worst", "training", "abs", "run"
@@ -53,6 +54,8 @@ class Measurement:
     robust_accuracy: float = math.nan
     #: Median size of the perturbations a minimisation attack found (the ``decision`` section).
     median_perturbation: float = math.nan
+    #: Share of the points on which the contender predicts what the reference contender predicts (``abs``).
+    identical_predictions: float = math.nan
 
 
 def wall_time(

@@ -64,6 +64,9 @@ def _section_table(frame: pd.DataFrame) -> str:
             "note": frame["note"].fillna(""),
         }
     )
+    if frame["identical_predictions"].notna().any():
+        shares = [_number(100 * v, ".1f") for v in frame["identical_predictions"]]
+        table.insert(len(table.columns) - 1, "same predictions %", shares)
     return table.to_markdown(index=False, disable_numparse=True)
 
 

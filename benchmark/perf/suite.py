@@ -26,6 +26,7 @@ from benchmark.perf.scale import scale_rows
 from benchmark.perf.startup import startup_rows
 from benchmark.perf.training_speed import training_rows
 from benchmark.perf.workbench import PerfSettings, Workbench
+from foundation import allocator
 from foundation.errors import BenchError
 
 SECTION_RUNNERS: dict[str, Callable[[Workbench, str], list[Measurement]]] = {
@@ -85,6 +86,7 @@ def run_perf(settings: PerfSettings, chosen: tuple[str, ...], out_dir: Path, com
 
     Both files are rewritten after every section, so an interrupted suite keeps what it measured.
     """
+    allocator.tune()
     bench = Workbench(settings)
     kept = kept_rows(Path(out_dir) / "perf.csv", chosen)
     measured: list[Measurement] = []

@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
+from benchmark.perf import abs_inference, decision, run_wall, scale, startup, training_speed
 from benchmark.perf import attack_contenders as attacks
-from benchmark.perf import decision, run_wall, scale, startup, training_speed
 from benchmark.perf import measurements as sections
 from benchmark.perf.measurements import FAILED
 
@@ -23,6 +23,7 @@ PGD_RATIO_OFF, PGD_RATIO_ON = 0.95, 3.0
 DEEPFOOL_RATIO_FOOLBOX, DEEPFOOL_RATIO_ART = 1.0, 3.0
 TRAINING_SLOWDOWN = 1.1
 DECISION_RATIO = 10.0
+ABS_PAPER_RATIO = 1.2
 RUN_SECONDS = {"cold": 30 * 60, "warm": 5 * 60, "stored": 10}
 STARTUP_SECONDS = 2.0
 #: (contender, reference, least ratio of cells/s) of the scaling section.
@@ -106,6 +107,16 @@ def _decision(frame: pd.DataFrame) -> Target:
     return Target(target, measured, _status(ratio >= DECISION_RATIO and sizes[0] <= sizes[1] + 1e-9))
 
 
+def _abs_paper(frame: pd.DataFrame) -> Target:
+    target = f"ABS inference at the paper budget ≥ {ABS_PAPER_RATIO:g}× the plain decoder's, identical predictions"
+    row = _row(frame, sections.ABS, abs_inference.PAPER_TASK, abs_inference.HARNESS)
+    if row is None:
+        return Target(target, "–", NOT_MEASURED)
+    ratio, same = row["ratio_to_reference"], row["identical_predictions"]
+    measured = f"{ratio:.2f}× ({100 * same:.1f} % of predictions identical)"
+    return Target(target, measured, _status(ratio >= ABS_PAPER_RATIO and same == 1.0))
+
+
 def _training(frame: pd.DataFrame, arch: str, mode: str) -> Target:
     task = training_speed.task_name(arch, mode)
     target = f"{task} training within {TRAINING_SLOWDOWN:g}× of the hand loop"
@@ -161,6 +172,7 @@ TARGETS: list[Callable[[pd.DataFrame], Target]] = [
     _worst_case,
     _decision,
     _autoattack,
+    _abs_paper,
     *(lambda f, a=arch, m=mode: _training(f, a, m) for arch in training_speed.ARCHS for mode in training_speed.MODES),
     *(lambda f, t=task: _startup(f, t) for task in startup.TASKS),
     *(lambda f, p=phase: _run(f, p) for phase in run_wall.PHASES),

@@ -1,4 +1,4 @@
-"""What the perf sections share: settings, the MNIST slices, the trained ``cnn``, a silent FitContext."""
+"""What the perf sections share: settings, the MNIST slices, trained defenses, a silent FitContext."""
 
 from __future__ import annotations
 
@@ -29,8 +29,8 @@ from defenses.base import Defense, Split
 from foundation.registry import Spec
 
 T = TypeVar("T")
-#: Cached ``cnn`` checkpoints are looked for in this order; without one, the cheapest profile is trained.
-CNN_PROFILES = ("paper", "quick", "smoke")
+#: Cached checkpoints are looked for in this order; without one, the cheapest profile is trained.
+CACHED_PROFILES = ("paper", "quick", "smoke")
 
 
 @dataclass(frozen=True)
@@ -107,11 +107,11 @@ class Workbench:
     def context(self) -> QuietContext:
         return QuietContext(self.device, self.settings.seed)
 
-    def _cnn(self, profile: str) -> tuple[TrainingJob, LocalTrainer]:
-        """The ``cnn`` training job of a profile under the settings' seed, and a trainer for it."""
+    def _job(self, name: str, profile: str) -> tuple[TrainingJob, LocalTrainer]:
+        """The training job of a built-in defense at a profile under the settings' seed, and a trainer for it."""
         s, p = self.settings, get_profile(profile)
         config = RunConfig(
-            defenses=(Spec("cnn"),),
+            defenses=(Spec(name),),
             attacks=(),
             epsilons=p.epsilons,
             profile=p,
@@ -125,21 +125,25 @@ class Workbench:
         )
         build = Build.of(config)
         trainer = LocalTrainer(Environment.of(config), CheckpointCache(s.cache_dir), Reporter(False), build)
-        return Planner(config, build).job(Spec("cnn"), s.seed), trainer
+        return Planner(config, build).job(Spec(name), s.seed), trainer
 
-    @functools.cached_property
-    def cnn(self) -> tuple[nn.Module, str]:
-        """The trained ``cnn`` (eval mode) and where it came from: the cache, or trained now at ``smoke``."""
-        for profile in CNN_PROFILES:
-            job, trainer = self._cnn(profile)
+    def trained(self, name: str) -> tuple[Defense, str]:
+        """A trained built-in defense and where it came from: its cached checkpoint of the most thorough profile
+        (``CACHED_PROFILES``), or trained now at ``smoke``."""
+        for profile in CACHED_PROFILES:
+            job, trainer = self._job(name, profile)
             try:
                 if trainer.cache.load(job.spec.name, job.key) is None:
                     continue
             except CorruptCheckpoint:
                 continue
-            model = trainer.trained(job).defense.deployed_model().eval()
-            return model, f"cnn: cached checkpoint, profile {profile}"
-        log(f"no cached cnn checkpoint in {self.settings.cache_dir}; training one at the smoke profile")
-        job, trainer = self._cnn(CNN_PROFILES[-1])
-        trained = trainer.trained(job)
-        return trained.defense.deployed_model().eval(), f"cnn: trained now, profile {CNN_PROFILES[-1]}"
+            return trainer.trained(job).defense, f"{name}: cached checkpoint, profile {profile}"
+        log(f"no cached {name} checkpoint in {self.settings.cache_dir}; training one at the smoke profile")
+        job, trainer = self._job(name, CACHED_PROFILES[-1])
+        return trainer.trained(job).defense, f"{name}: trained now, profile {CACHED_PROFILES[-1]}"
+
+    @functools.cached_property
+    def cnn(self) -> tuple[nn.Module, str]:
+        """The trained ``cnn`` (eval mode) and where it came from."""
+        defense, origin = self.trained("cnn")
+        return defense.deployed_model().eval(), origin

@@ -21,6 +21,7 @@ from benchmark.datasets.base import DATASETS
 from benchmark.datasets.files import resolve_data_dir
 from benchmark.datasets.slices import DataSlices, make_slices
 from defenses.base import Split
+from foundation import allocator
 from foundation.errors import BenchError
 
 CACHE_DIR_ENV = "BENCH_CACHE_DIR"
@@ -100,6 +101,8 @@ def _slices(
     return make_slices(full_train, test, n_train, n_val, n_test, seed, train_size)
 
 
-def set_threads(threads: int) -> None:
-    """Torch's intra-op threads for this process (a worker's share of the machine's cores)."""
+def configure_worker(threads: int) -> None:
+    """A worker process set for tensor work: torch's intra-op threads (its share of the machine's cores) and
+    glibc's allocator thresholds (``foundation.allocator``)."""
+    allocator.tune()
     torch.set_num_threads(max(1, threads))

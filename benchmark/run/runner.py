@@ -25,6 +25,7 @@ from benchmark.run.progress import Reporter
 from benchmark.store.files import ensure_writable
 from benchmark.store.result_store import check_layout
 from defenses.base import Defense
+from foundation import allocator
 from foundation.errors import BenchError
 from foundation.registry import Spec
 
@@ -52,7 +53,9 @@ def prepare(
     config: RunConfig, tidy: bool = True, given: Mapping[Spec, Defense] | None = None
 ) -> tuple[Planner, Driver, Plan]:
     """Check the directories, move invalid records aside (when ``tidy``), and plan what is left to do
-    (``given``: defenses handed in built, by their specs among ``config.defenses``)."""
+    (``given``: defenses handed in built, by their specs among ``config.defenses``).  Sets glibc's allocator for
+    the tensor work to come (``foundation.allocator``)."""
+    allocator.tune()
     ensure_writable(Path(config.out_dir), "--out")
     check_layout(Path(config.out_dir))
     env = Environment.of(config)

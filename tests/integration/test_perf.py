@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from benchmark.cli import main
+from benchmark.perf import abs_inference
 from benchmark.perf import attack_contenders as attacks
 
 pytestmark = pytest.mark.integration
@@ -44,3 +45,21 @@ def test_perf_attacks_times_every_contender_and_pgd_matches_the_hand_loop(mnist_
     assert worst[attacks.CASCADE] == worst[attacks.SEPARATE]  # the same per-point worst case
     text = (out / "perf.md").read_text()
     assert "## Targets" in text and "## attacks" in text and "CPU:" in text
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_perf_abs_times_the_paper_budget_search_against_the_plain_decoder(mnist_dir, shared_cache, tmp_path):
+    """The folded decoder (BatchNorm folded, ELU through exp) predicts what the plain decoder predicts; the row
+    names its reference and its target is evaluated from it."""
+    out = tmp_path / "out"
+    argv = ["perf", "--sections", "abs", "--repeats", "1", "--quick-check", "--device", "cpu"]
+    argv += ["--data-dir", str(mnist_dir), "--no-download", "--cache-dir", str(shared_cache), "--out", str(out)]
+    assert main(argv) == 0
+    frame = pd.read_csv(out / "perf.csv")
+    paper = frame[frame["task"] == abs_inference.PAPER_TASK].set_index("contender")
+    assert paper.index.tolist() == [abs_inference.HARNESS, abs_inference.PLAIN]
+    assert (paper["batch"] == abs_inference.QUICK_CHECK_IMAGES).all() and (paper["images_per_s_median"] > 0).all()
+    assert paper.loc[abs_inference.PLAIN, "ratio_to_reference"] == 1.0
+    assert (paper["identical_predictions"] == 1.0).all()
+    text = (out / "perf.md").read_text()
+    assert "ABS inference at the paper budget" in text and "same predictions %" in text

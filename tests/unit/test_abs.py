@@ -135,30 +135,38 @@ def test_projection_caps_the_norm_and_keeps_direction_and_sign():
 
 
 def count_decoder_calls(defense: AnalysisBySynthesis) -> list[torch.Tensor]:
-    """The inputs of every later decoder call (a forward hook)."""
+    """The inputs of every later decoder call of the search (a forward hook on its folded decoder)."""
     inputs: list[torch.Tensor] = []
-    defense.vaes.decoder.register_forward_hook(lambda module, args, output: inputs.append(args[0].detach().clone()))
+    defense.folded.register_forward_hook(lambda module, args, output: inputs.append(args[0].detach().clone()))
     return inputs
+
+
+def count_bank_decodings(defense: AnalysisBySynthesis) -> list[int]:
+    """One entry per later call of the unfolded decoder (the bank's decoding)."""
+    calls: list[int] = []
+    defense.vaes.decoder.register_forward_hook(lambda *_: calls.append(1))
+    return calls
 
 
 def test_inference_is_batched_over_inputs_and_classes_and_the_bank_is_cached():
     defense = make_abs()
     calls = count_decoder_calls(defense)
+    bank_calls = count_bank_decodings(defense)
     defense.predict(images(1))
-    bank_calls = math.ceil(TINY.bank_size / TINY.chunk_size)
-    assert len(calls) == bank_calls + TINY.steps + 1  # the bank is decoded once, on first use
+    assert len(bank_calls) == math.ceil(TINY.bank_size / TINY.chunk_size)  # the bank is decoded once, on first use
+    assert len(calls) == TINY.steps + 2
     for n in (1, TINY.chunk_size):
         calls.clear()
         defense.predict(images(n))
-        assert [tuple(z.shape) for z in calls] == [(n, 80, 1, 1)] * (TINY.steps + 1)  # all inputs x classes per step
+        assert [tuple(z.shape) for z in calls] == [(n, 10, 8)] * (TINY.steps + 2)  # all inputs x classes per step
     calls.clear()
     defense.predict(images(2 * TINY.chunk_size))
-    assert len(calls) == 2 * (TINY.steps + 1)
+    assert len(calls) == 2 * (TINY.steps + 2)
     with torch.no_grad():
         next(defense.vaes.decoder.parameters()).mul_(1.01)  # new weights: the bank is decoded again
-    calls.clear()
+    bank_calls.clear()
     defense.predict(images(1))
-    assert len(calls) == bank_calls + TINY.steps + 1
+    assert len(bank_calls) == math.ceil(TINY.bank_size / TINY.chunk_size)
 
 
 @pytest.mark.parametrize("inference_lr", [0.05, 20.0])
@@ -189,7 +197,7 @@ def test_every_iterate_of_the_search_stays_in_the_ball():
     calls = count_decoder_calls(defense)
     found = model.search(images(4))
     iterates = torch.stack([z.view(4, 10, 8) for z in calls])
-    assert len(calls) == 6 and torch.all(iterates.norm(dim=-1) <= 0.5 + 1e-5)
+    assert len(calls) == 7 and torch.all(iterates.norm(dim=-1) <= 0.5 + 1e-5)
     assert torch.all(found.z.norm(dim=-1) <= 0.5 + 1e-5)
 
 
@@ -338,7 +346,7 @@ def test_pgd_reads_the_verdict_off_the_attacked_models_logits(cls):
     attack = ATTACKS.build(Spec.parse("pgd:steps=3"), "quick")
     model = defense.attack_model()
     calls = []
-    defense.vaes.decoder.register_forward_hook(lambda *_: calls.append(1))
+    defense.folded.register_forward_hook(lambda *_: calls.append(1))
 
     def run(judge):
         calls.clear()
@@ -349,5 +357,27 @@ def test_pgd_reads_the_verdict_off_the_attacked_models_logits(cls):
     deployed, deployed_calls = run(Misclassification(defense.deployed_model()))
     assert defense.attack_logits_are_deployed()
     assert torch.equal(own, deployed)
-    assert own_calls == 4 * (TINY.steps + 1)  # 3 steps and the last iterate's verdict: one search each
+    assert own_calls == 4 * (TINY.steps + 2)  # 3 steps and the last iterate's verdict: one search each
     assert deployed_calls == 2 * own_calls
+
+
+def test_the_folded_decoder_is_the_eval_decoder_and_follows_its_weights():
+    """BatchNorm folded into the transposed convolutions: the same decodings (to rounding), refolded when the
+    decoder's weights or running statistics change; autograd reaches z only."""
+    torch.manual_seed(0)
+    defense = make_abs()
+    for norm in (m for m in defense.vaes.decoder if isinstance(m, torch.nn.BatchNorm2d)):
+        norm.running_mean.uniform_(-0.5, 0.5)
+        norm.running_var.uniform_(0.5, 2.0)
+        norm.weight.data.uniform_(0.5, 1.5)
+        norm.bias.data.uniform_(-0.2, 0.2)
+    z = torch.randn(3, 10, 8, requires_grad=True)
+    folded = defense.folded.refreshed(defense.vaes)
+    decoded = folded(z)
+    assert torch.allclose(decoded, defense.vaes.decode(z).flatten(2), atol=1e-6)
+    (gradient,) = torch.autograd.grad(decoded.sum(), z)
+    assert torch.allclose(gradient, torch.autograd.grad(defense.vaes.decode(z).sum(), z)[0], atol=1e-5)
+    with torch.no_grad():
+        defense.vaes.decoder[1].running_mean.add_(0.3)  # new statistics: folded again
+    assert torch.allclose(folded.refreshed(defense.vaes)(z), defense.vaes.decode(z).flatten(2), atol=1e-6)
+    assert not any(name.startswith("folded") for name in defense.deployed_model().state_dict())

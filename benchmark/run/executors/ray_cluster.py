@@ -24,7 +24,7 @@ from benchmark.config.run_config import RunConfig
 from benchmark.run import in_memory
 from benchmark.run.build import Build, worker_build
 from benchmark.run.driver import Driver
-from benchmark.run.environment import Environment, set_threads
+from benchmark.run.environment import Environment, configure_worker
 from benchmark.run.evaluation import CellOutcome, Points, evaluate_cell, evaluate_clean
 from benchmark.run.plan import Cell, CleanEvaluation, Plan, TrainingJob
 from benchmark.run.progress import Reporter
@@ -62,7 +62,7 @@ def _train_task(
     models: bytes | None,
     *dependencies: Checkpoint,
 ) -> Checkpoint:
-    set_threads(threads)
+    configure_worker(threads)
     build = _build(env, norm, models)
     pairs = zip(job.dependencies, dependencies, strict=True)
     trained = {dep.spec.name: _restored(dep, ckpt, env, build).defense for dep, ckpt in pairs}
@@ -79,7 +79,7 @@ def _clean_task(
     threads: int,
     models: bytes | None,
 ) -> dict[str, Any]:
-    set_threads(threads)
+    configure_worker(threads)
     return evaluate_clean(job, _restored(training, checkpoint, env, _build(env, norm, models)), points, env)
 
 
@@ -97,7 +97,7 @@ def _cell_task(
     keep_adversarials: bool = False,
     models: bytes | None = None,
 ) -> CellOutcome:
-    set_threads(threads)
+    configure_worker(threads)
     build = _build(env, norm, models)
     surrogate_defense = None if surrogate is None else _restored(surrogate, surrogate_checkpoint, env, build).defense
     trained = _restored(training, checkpoint, env, build)
