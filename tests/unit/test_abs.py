@@ -19,6 +19,7 @@ from defenses.abs import (
     AnalysisBySynthesis,
     BinaryAnalysisBySynthesis,
     ClassConditionalVAEs,
+    ExpELU,
     _class_order,
     abs_loss,
     binarize,
@@ -381,3 +382,15 @@ def test_the_folded_decoder_is_the_eval_decoder_and_follows_its_weights():
         defense.vaes.decoder[1].running_mean.add_(0.3)  # new statistics: folded again
     assert torch.allclose(folded.refreshed(defense.vaes)(z), defense.vaes.decode(z).flatten(2), atol=1e-6)
     assert not any(name.startswith("folded") for name in defense.deployed_model().state_dict())
+
+
+def test_exp_elu_is_elu_with_its_gradient():
+    """ELU through exp: F.elu's values to float rounding, and an exact gradient (1 above 0, exp(h) below)."""
+    h = torch.linspace(-12, 6, 2001, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(ExpELU.apply, (h[::40].detach().clone().requires_grad_(True),))
+    out = ExpELU.apply(h)
+    assert torch.allclose(out, torch.nn.functional.elu(h), atol=1e-12)
+    (gradient,) = torch.autograd.grad(out.sum(), h)
+    assert torch.allclose(gradient, torch.where(h > 0, torch.ones_like(h), h.exp()), atol=1e-12)
+    x = torch.randn(10_000) * 4
+    assert (ExpELU.apply(x) - torch.nn.functional.elu(x)).abs().max() <= 1e-6
