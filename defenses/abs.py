@@ -61,7 +61,7 @@ calibration.
 
 **Profiles** change budgets only: ``smoke`` trains 2 epochs and infers with a 500-of-555 bank and
 5 steps; ``quick`` trains 3 epochs and infers with a 2,000-of-2,222 bank and 10 steps; ``paper`` keeps
-the defaults (10 epochs, 8,000 of 8,888, 50 steps).  Inference dominates the cost: ``steps`` + 1
+the defaults (10 epochs, 8,000 of 8,888, 50 steps).  Inference dominates the cost: ``steps`` + 2
 decoder passes per image and class (the bank costs one matrix product per image), so ``quick`` is
 about 5× cheaper per attack step than ``paper``.
 """

@@ -60,6 +60,7 @@ class PropagationCounter(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
+        self.training = model.training  # the mode the attack sees (Foolbox warns on a model in training mode)
         self.forwards = 0
         self.backwards = 0
 

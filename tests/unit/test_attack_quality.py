@@ -119,6 +119,18 @@ def test_the_counter_counts_images_forward_and_back():
     assert counter.per_point(5) == {"forward_passes": 1.4, "backward_passes": 1.0}
 
 
+def test_the_counter_shows_the_attack_the_wrapped_models_mode():
+    """An attack that checks ``model.training`` (Foolbox warns on it) sees the deployed model's eval mode."""
+    from torch import nn
+
+    from benchmark.run.measurements import PropagationCounter
+
+    deployed = nn.Sequential(nn.Linear(4, 3), nn.Dropout()).eval()
+    counter = PropagationCounter(deployed)
+    assert not counter.training and not deployed.training
+    assert PropagationCounter(nn.Linear(4, 3)).training  # a model in training mode stays so
+
+
 def test_bench_report_attacks_on_an_empty_store_is_one_line(tmp_path, capsys):
     assert main(["report", "attacks", "--out", str(tmp_path)]) == 2
     error = capsys.readouterr().err
