@@ -3,9 +3,11 @@
 By default glibc returns a freed block above its mmap threshold (at most 32 MiB, adapted at run time) to the
 system, and trims the heap's free top above twice that: a loop that allocates and frees the same large
 activations every step (an attack's or ABS's latent search's) then pays fresh page faults on every step.
-Raising both thresholds keeps those pages mapped; on two cores it doubled ABS inference
-(``bench perf --sections abs``: the harness's search with glibc's defaults in a fresh process, beside it).
-The same advice as PyTorch's CPU tuning guide (jemalloc or tcmalloc), without a preloaded library.
+Raising both thresholds keeps those pages mapped.  On two cores it took ABS inference at the paper budget from
+8.2 to 16.0 images/s before any change to the search (measured by hand in two fresh processes, with the
+thresholds set through ``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_``: one process cannot time both, so
+``bench perf`` runs every contender with them set).  The same advice as PyTorch's CPU tuning guide (jemalloc
+or tcmalloc), without a preloaded library.
 
 ``tune()`` is a no-op where the C library is not glibc (macOS, musl) and after its first call.
 """

@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.results.frame import load
-from benchmark.results.statistics import unpack_mask, unpack_norms
+from benchmark.results.minimal_perturbations import format_eps_star, minimal_perturbations
+from benchmark.results.statistics import unpack_mask
+from foundation.errors import BenchError
 
 EPS = 1.5
 LABEL_ONLY = {"boundary", "hsj", "pointwise"}
@@ -24,9 +26,10 @@ LABEL_ONLY = {"boundary", "hsj", "pointwise"}
 SCHOTT_MEDIAN = {"cnn": 1.1, "madry": 1.4, "binary-abs": 1.3, "abs": 2.2}
 
 
-def _median(cells, n: int) -> str:
-    norms = [unpack_norms(text, n) for text in cells["minimal_norms"] if isinstance(text, str)]
-    return "–" if not norms else f"{np.median(np.minimum.reduce(norms)):.2f}"
+def _median(cells) -> str:
+    """The median per-point minimal perturbation over the minimisation attacks among ``cells``."""
+    found = minimal_perturbations(cells)
+    return "–" if found.empty else format_eps_star(found["median_eps_star"].iloc[0])
 
 
 def main(out: Path) -> None:
@@ -49,10 +52,14 @@ def main(out: Path) -> None:
         broken = int((gradient & ~everything).sum())
         print(
             f"| {defense} | {n} | {100 * gradient.mean():.1f} % | {broken} of {int(gradient.sum())} | "
-            f"{100 * everything.mean():.1f} % | {_median(group[~label_only], n)} | {_median(group, n)} | "
+            f"{100 * everything.mean():.1f} % | {_median(group[~label_only])} | {_median(group)} | "
             f"{SCHOTT_MEDIAN.get(defense.split(':')[0], '–')} |"
         )
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent)
+    try:
+        main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent)
+    except BenchError as error:
+        print(f"breaks.py: error: {error}", file=sys.stderr)
+        sys.exit(2)
