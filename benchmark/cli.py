@@ -303,7 +303,7 @@ def _adaptive_first_stages(config):
 
 def _masked_warnings(frame, adaptive: bool) -> list[str]:
     """One line per defense the ``masked`` flag fires on: its gradients mislead gradient attacks."""
-    from benchmark.run.adaptive import LABEL_ONLY
+    from benchmark.results.label_only import LABEL_ONLY
 
     flagged = frame[frame["flags"].fillna("").str.contains("masked")]
     added = ", ".join(LABEL_ONLY)

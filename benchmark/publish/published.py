@@ -20,5 +20,7 @@ PAPER_TABLE_I = {
 ABS_PAPER_LINF = {"CNN": 0, "Madry": 87, "ABS": 8, "Binary ABS": 77}
 #: Schott et al.: accuracy % under L2 attacks at ε = 1.5 (their best attack per model).
 ABS_PAPER_L2 = {"CNN": 8, "Madry": 35, "ABS": 80, "Binary ABS": 39}
+#: Schott et al., Table 1: the median L2 size of the smallest adversarial found per point, over all their attacks.
+ABS_PAPER_L2_MEDIAN = {"CNN": 1.1, "Madry": 1.4, "ABS": 2.2, "Binary ABS": 1.3}
 #: Schott et al.'s L2 budget.
 L2_EPS = 1.5

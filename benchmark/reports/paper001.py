@@ -3,12 +3,13 @@
 Runs (or resumes) a fixed matrix in the store of ``OUT`` and writes ``OUT/paper001.md``: paper 001's
 Table I (CNN, Madry, Binary ABS, Proposed; clean accuracy, and accuracy and macro-F1 under FGSM and
 DeepFool at ε = 0.3) with our measured values beside the paper's; the ABS paper's L∞ (ε = 0.3) and L2
-(ε = 1.5) figures for CNN, Madry, ABS and binary ABS beside our per-point worst case; white-box
-(FGSM, DeepFool, PGD-40, AutoAttack) and black-box columns (transfer from an independent surrogate,
-score-based Square, decision-based HopSkipJump); and the ABS rows attacked as Schott et al. attacked
-them: transfer from the non-binarised ABS, a decision-based attack, and PGD with restarts and steps
-large enough to cross binary ABS's threshold, each with the points it breaks that the other white-box
-attacks left standing.
+(ε = 1.5) figures for CNN, Madry, ABS and binary ABS beside our per-point worst case, in L2 over gradient
+and label-only attacks (Boundary, HopSkipJump, Pointwise), with the points the label-only attacks break
+and the median minimal perturbation beside Schott et al.'s; white-box (FGSM, DeepFool, PGD-40,
+AutoAttack) and black-box columns (transfer from an independent surrogate, score-based Square,
+decision-based HopSkipJump); and the ABS rows attacked as Schott et al. attacked them: transfer from the
+non-binarised ABS, the label-only attacks, and PGD with restarts and steps large enough to cross binary
+ABS's threshold, each with the points it breaks that the other white-box attacks left standing.
 """
 
 from __future__ import annotations
@@ -20,46 +21,64 @@ import numpy as np
 import pandas as pd
 
 from benchmark.config.run_config import RunConfig
-from benchmark.publish.published import ABS_PAPER_L2, ABS_PAPER_LINF, EPS, L2_EPS, PAPER_TABLE_I, ROWS
+from benchmark.publish.published import (
+    ABS_PAPER_L2,
+    ABS_PAPER_L2_MEDIAN,
+    ABS_PAPER_LINF,
+    EPS,
+    L2_EPS,
+    PAPER_TABLE_I,
+    ROWS,
+)
 from benchmark.reports.common import cell, markdown_table, number, percent_with_interval, provenance, run_matrix
 from benchmark.results.columns import WORST
+from benchmark.results.label_only import LABEL_ONLY, label_only_gain
+from benchmark.results.minimal_perturbations import format_eps_star
 from benchmark.results.statistics import unpack_mask
 from benchmark.store.atomic import atomic_write_text
 
 WHITE_BOX = ["fgsm", "deepfool", "pgd", "autoattack"]
-BLACK_BOX = ["transfer", "square", "art.hsj"]
-#: The white-box attacks of the L2 column.
-L2_ATTACKS = ["pgd", "deepfool", "foolbox.ddn"]
+#: ``hsj``: the batched HopSkipJump, the decision-based column (ART's one-image-at-a-time ``art.hsj`` stays available).
+BLACK_BOX = ["transfer", "square", "hsj"]
+#: The gradient attacks of the L2 column (DDN and FMN: minimum-norm, as the adaptive protocol runs in L2).
+L2_GRADIENT = ["pgd", "deepfool", "foolbox.ddn", "foolbox.fmn"]
 #: The issue's targets for the Madry row at the quick profile.
 MADRY_CLEAN, MADRY_PGD = 0.97, 0.80
-#: Query-hungry black-box attacks (left out on ABS rows below `paper`, see ``LEFT_OUT``).
-QUERY_HEAVY = {"square", "art.hsj"}
 ABS_ROWS = ("abs", "binary-abs")
 #: Schott et al. attacked binary ABS by transfer from the non-binarised ABS.
 ABS_TRANSFER = "transfer:surrogate=abs"
 #: PGD through BPDA with steps that cross the binarisation threshold (0.075 at ε = 0.3) and restarts.
 BPDA_PGD = "pgd:steps=20:rel_stepsize=0.25:restarts=3"
-#: ABS answers ~45 images/s at `quick` on two idle cores (``bench perf --sections abs``), ~1,000 decoder passes
-#: per image: below `paper` these cells of the matrix are left out, each for the stated reason.
-ABS_COST = "ABS answers ~45 images/s on two cores"
+#: ABS answers ~90 images/s at `quick` on two idle cores (``bench perf --sections abs``): below `paper` these
+#: cells of the matrix are left out or shrunk, each for the stated reason.
+ABS_COST = "ABS answers ~90 images/s on two cores"
 LEFT_OUT: dict[tuple[str, str, str], str] = {
-    ("abs", "square", "linf"): f"1,000 queries per image on 200 points, over an hour; {ABS_COST}",
-    ("binary-abs", "square", "linf"): f"1,000 queries per image on 200 points, over an hour; {ABS_COST}",
-    ("binary-abs", "foolbox.ddn", "l2"): f"DDN's 50 steps through BPDA on 200 points: about an hour; {ABS_COST}",
+    ("abs", "square", "linf"): f"1,000 queries per image on 200 points, about 40 minutes; {ABS_COST}",
+    ("binary-abs", "square", "linf"): f"1,000 queries per image on 200 points, about 40 minutes; {ABS_COST}",
+    ("binary-abs", "foolbox.ddn", "l2"): f"DDN's 50 steps through BPDA on 200 points; {ABS_COST}",
+    ("binary-abs", "foolbox.fmn", "l2"): f"FMN's 50 steps through BPDA on 200 points; {ABS_COST}",
 }
-#: HopSkipJump at about 150 queries per image: 3 boundary steps of 20·√t gradient queries (82), plus binary searches.
-ABS_HSJ = "art.hsj:max_iter=3:max_eval=100:init_eval=20:init_size=20"
+#: The label-only attacks on the ABS rows: 500 queries per image (a tenth of the quick budget; Pointwise from
+#: the nearest other-class image only, as the adaptive protocol's probe), about 20 minutes a cell on 200 points.
+ABS_LABEL_ONLY = {
+    "boundary": "boundary:queries=500",
+    "hsj": "hsj:queries=500",
+    "pointwise": "pointwise:queries=500:nearest=1:boundary_queries=0",
+}
+LABEL_ONLY_COST = f"the profile's 5,000 queries per image on 200 points take over three hours a cell; {ABS_COST}"
 #: AutoAttack's members at 10 APGD and FAB steps and 100 Square queries.
 ABS_AUTOATTACK = "autoattack:apgd_steps=10:fab_steps=10:square_queries=100"
-HSJ_COST = f"the profile's HopSkipJump asks ~1,500 queries per image, about two hours; {ABS_COST}"
 #: Below `paper` these cells run with the smaller budget of their spec instead, each for the stated reason.
 SHRUNK: dict[tuple[str, str, str], tuple[str, str]] = {
-    ("abs", "art.hsj", "linf"): (ABS_HSJ, HSJ_COST),
-    ("binary-abs", "art.hsj", "linf"): (ABS_HSJ, HSJ_COST),
     ("binary-abs", "autoattack", "linf"): (
         ABS_AUTOATTACK,
         f"the profile's 9 targeted APGD and FAB runs on the ~150 points left standing take hours; {ABS_COST}",
     ),
+} | {
+    (defense, attack, threat_model): (spec, LABEL_ONLY_COST)
+    for defense in ABS_ROWS
+    for threat_model in ("linf", "l2")
+    for attack, spec in ABS_LABEL_ONLY.items()
 }
 
 
@@ -72,11 +91,13 @@ def _spec_at(profile: str, defense: str, attack: str, threat_model: str) -> str 
     return SHRUNK.get((defense, attack, threat_model), (attack,))[0]
 
 
-def _row_cell(frame: pd.DataFrame, defense: str, attack: str) -> pd.Series | None:
-    """The row's L∞ cell of ``attack`` at ``EPS``: at the full budget, else at its smaller one (``SHRUNK``)."""
-    row = cell(frame, defense, attack, EPS)
-    if row is None and (defense, attack, "linf") in SHRUNK:
-        row = cell(frame, defense, SHRUNK[defense, attack, "linf"][0], EPS)
+def _row_cell(
+    frame: pd.DataFrame, defense: str, attack: str, eps: float = EPS, threat_model: str = "linf"
+) -> pd.Series | None:
+    """The row's cell of ``attack`` at ``eps``: at the full budget, else at its smaller one (``SHRUNK``)."""
+    row = cell(frame, defense, attack, eps, threat_model)
+    if row is None and (defense, attack, threat_model) in SHRUNK:
+        row = cell(frame, defense, SHRUNK[defense, attack, threat_model][0], eps, threat_model)
     return row
 
 
@@ -84,13 +105,16 @@ def run(base: RunConfig, compute: bool = True) -> pd.DataFrame:
     """The matrix, cheapest blocks first (an interrupted report resumes where it stopped), less the cells
     the profile leaves out; returns the report's rows of the store."""
     rows, l2, frames = list(ROWS.values()), replace(base, norm="l2"), []
+    l2_rows = [ROWS[label] for label in ABS_PAPER_L2]
     for config, defenses, attacks, eps in [
         (base, rows, [*WHITE_BOX[:3], "transfer"], EPS),
-        (base, rows, sorted(QUERY_HEAVY), EPS),
         (base, list(ABS_ROWS), [ABS_TRANSFER], EPS),
         (base, rows, ["autoattack"], EPS),
-        (l2, [ROWS[label] for label in ABS_PAPER_L2], L2_ATTACKS, L2_EPS),
+        (l2, l2_rows, L2_GRADIENT, L2_EPS),
         (base, ["binary-abs"], [BPDA_PGD], EPS),
+        (base, rows, ["square", "hsj"], EPS),
+        (l2, l2_rows, list(LABEL_ONLY), L2_EPS),
+        (base, list(ABS_ROWS), [attack for attack in LABEL_ONLY if attack != "hsj"], EPS),
     ]:
         for attack in attacks:
             specs = {d: _spec_at(base.profile.name, d, attack, config.norm) for d in defenses}
@@ -160,14 +184,46 @@ def _abs_paper_table(frame: pd.DataFrame, published: dict[str, int], eps: float,
     return markdown_table(table)
 
 
+def _label_only_table(frame: pd.DataFrame) -> str:
+    """Per L2 row: the points the label-only attacks break that every gradient attack left, and median ε*."""
+    table = []
+    for label, median in ABS_PAPER_L2_MEDIAN.items():
+        defense = ROWS[label]
+        cells = frame[
+            (frame["defense"] == defense)
+            & (frame["threat_model"] == "l2")
+            & ((frame["eps"] - L2_EPS).abs() < 1e-9)
+            & (frame["status"] == "ok")
+            & (frame["attack"] != WORST)
+        ]
+        gain = label_only_gain(cells)
+        if gain is None:
+            continue
+        table.append(
+            {
+                "model": label,
+                "n": gain.n,
+                "gradient attacks, worst case %": f"{100 * gain.gradient_robust.mean():.1f}",
+                "label-only attacks break": f"{gain.broken} of {gain.standing}",
+                "all attacks, worst case %": f"{100 * gain.all_robust.mean():.1f}",
+                "median ε*, gradient": format_eps_star(gain.median_eps_star_gradient),
+                "median ε*, all": format_eps_star(gain.median_eps_star_all),
+                "Schott et al.'s median": median,
+            }
+        )
+    return markdown_table(table) if table else "No row has both gradient and label-only cells yet."
+
+
 def _abs_section(frame: pd.DataFrame) -> list[str]:
+    label_only = ", ".join(f"`{attack}`" for attack in LABEL_ONLY)
     return [
         f"## ABS paper, L∞ ε = {EPS} and L2 ε = {L2_EPS}",
         "",
         "Schott et al. report each model's accuracy under its best attack of each threat model; ours is the "
         "per-point worst case over every attack run on the row at that ε (a point counts only if it survived all "
         "of them). ABS is attacked through the envelope gradient at the optimum latent, binary ABS with BPDA "
-        "through the binarisation; both also by transfer from ABS and by HopSkipJump (see below).",
+        f"through the binarisation; both also by transfer from ABS and by the label-only attacks {label_only} "
+        "(see below).",
         "",
         f"### L∞, ε = {EPS}",
         "",
@@ -175,9 +231,19 @@ def _abs_section(frame: pd.DataFrame) -> list[str]:
         "",
         f"### L2, ε = {L2_EPS}",
         "",
-        f"Attacks: {', '.join(f'`{attack}`' for attack in L2_ATTACKS)} in the L2 ball (`bench run --norm l2`).",
+        f"Attacks: the gradient attacks {', '.join(f'`{attack}`' for attack in L2_GRADIENT)} and the label-only "
+        f"(decision-based, batched) attacks {label_only} in the L2 ball (`bench run --norm l2`); on the ABS rows "
+        "the label-only ones at a smaller budget (listed at the end).",
         "",
         _abs_paper_table(frame, ABS_PAPER_L2, L2_EPS, "l2"),
+        "",
+        "What the label-only attacks add: the points they break that every gradient attack on the row left "
+        "standing, and the median per-point minimal perturbation ε* (the smallest adversarial L2 norm any "
+        "minimisation attack found; ∞ when more than half the points withstood them all) over the gradient "
+        "minimisation attacks (DeepFool, DDN, FMN) alone and over all of them, beside Schott et al.'s median "
+        "perturbation size.",
+        "",
+        _label_only_table(frame),
         "",
     ]
 
@@ -196,7 +262,7 @@ def _newly_broken(frame: pd.DataFrame, defense: str, row: pd.Series | None) -> s
 def _abs_attacks_section(frame: pd.DataFrame) -> list[str]:
     table = []
     for defense in ABS_ROWS:
-        for attack in [ABS_TRANSFER, "art.hsj", BPDA_PGD]:
+        for attack in [ABS_TRANSFER, *LABEL_ONLY, BPDA_PGD]:
             row = _row_cell(frame, defense, attack)
             if row is None:
                 continue
@@ -214,9 +280,9 @@ def _abs_attacks_section(frame: pd.DataFrame) -> list[str]:
         "",
         f"The last column counts points that survived every standard white-box attack run on the row ({white}, "
         "those that ran) and fall to this one. `transfer:surrogate=abs`: PGD on an independently trained ABS "
-        "(seed + 1000), evaluated on the target; the decision-based attack sees labels only (its budget is in its "
-        f"label); `{BPDA_PGD}`: PGD through BPDA with steps of ε/4, large enough to carry a pixel across binary "
-        "ABS's threshold at 0.5, from three random starts.",
+        "(seed + 1000), evaluated on the target; `boundary`, `hsj` and `pointwise` see labels only (their budget "
+        f"is in their label); `{BPDA_PGD}`: PGD through BPDA with steps of ε/4, large enough to carry a pixel "
+        "across binary ABS's threshold at 0.5, from three random starts.",
         "",
         markdown_table(table) if table else "Not run yet.",
         "",
@@ -301,8 +367,8 @@ def _robustness_section(frame: pd.DataFrame) -> list[str]:
         f"## White-box and black-box robust accuracy at ε = {EPS}, % [95 % Wilson interval]",
         "",
         "`autoattack`: standard AutoAttack (APGD-CE, APGD-T, FAB-T, Square) at the profile's budget; `transfer`: PGD "
-        "on an independently trained surrogate CNN; `square`: score-based; `art.hsj`: decision-based (labels only, "
-        "ART's HopSkipJump). A "
+        "on an independently trained surrogate CNN; `square`: score-based; `hsj`: decision-based (labels only, "
+        "HopSkipJump batched over the points). A "
         "black-box number far above the white-box ones is expected; one *below* them would point at a weak "
         "white-box evaluation. `worst case`: per point over every attack run on the row at this ε, including the "
         "ABS rows' own attacks below. `–`: not run at this profile; `*`: run with a smaller budget (both listed at "

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.config.run_config import RunConfig
+from benchmark.results.label_only import LABEL_ONLY
 from benchmark.results.minimal_perturbations import minimal_perturbations
 from benchmark.results.sanity import MASKED_LIMIT
 from benchmark.results.statistics import unpack_mask
@@ -37,7 +38,6 @@ from defenses.base import Defense
 from foundation.registry import Spec
 
 ADAPTIVE = "adaptive"
-LABEL_ONLY = ("boundary", "hsj", "pointwise")
 #: Queries per image of the label-only probes, per profile (the full budgets are the attacks' own).
 PROBE_QUERIES = {"smoke": 300, "quick": 1000, "paper": 2500}
 

@@ -13,23 +13,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
-
+from benchmark.publish.published import ABS_PAPER_L2_MEDIAN, ROWS
 from benchmark.results.frame import load
-from benchmark.results.minimal_perturbations import format_eps_star, minimal_perturbations
-from benchmark.results.statistics import unpack_mask
+from benchmark.results.label_only import label_only_gain
+from benchmark.results.minimal_perturbations import format_eps_star
 from foundation.errors import BenchError
 
 EPS = 1.5
-LABEL_ONLY = {"boundary", "hsj", "pointwise"}
-#: Schott et al. (ICLR 2019), Table 1: median L2 perturbation size over all their attacks.
-SCHOTT_MEDIAN = {"cnn": 1.1, "madry": 1.4, "binary-abs": 1.3, "abs": 2.2}
-
-
-def _median(cells) -> str:
-    """The median per-point minimal perturbation over the minimisation attacks among ``cells``."""
-    found = minimal_perturbations(cells)
-    return "–" if found.empty else format_eps_star(found["median_eps_star"].iloc[0])
+SCHOTT_MEDIAN = {ROWS[label]: median for label, median in ABS_PAPER_L2_MEDIAN.items()}
 
 
 def main(out: Path) -> None:
@@ -42,18 +33,13 @@ def main(out: Path) -> None:
     )
     print("|---|---|---|---|---|---|---|---|")
     for defense, group in cells.groupby("defense", sort=False):
-        n = int(group["n"].iloc[0])
-        label_only = group["attack"].str.split(":").str[0].isin(LABEL_ONLY)
-        masks = {
-            attack: unpack_mask(text, n) for attack, text in zip(group["attack"], group["robust_points"], strict=True)
-        }
-        gradient = np.logical_and.reduce([masks[a] for a in group[~label_only]["attack"]])
-        everything = np.logical_and.reduce(list(masks.values()))
-        broken = int((gradient & ~everything).sum())
+        gain = label_only_gain(group)
+        if gain is None:
+            continue
         print(
-            f"| {defense} | {n} | {100 * gradient.mean():.1f} % | {broken} of {int(gradient.sum())} | "
-            f"{100 * everything.mean():.1f} % | {_median(group[~label_only])} | {_median(group)} | "
-            f"{SCHOTT_MEDIAN.get(defense.split(':')[0], '–')} |"
+            f"| {defense} | {gain.n} | {100 * gain.gradient_robust.mean():.1f} % | {gain.broken} of {gain.standing} | "
+            f"{100 * gain.all_robust.mean():.1f} % | {format_eps_star(gain.median_eps_star_gradient)} | "
+            f"{format_eps_star(gain.median_eps_star_all)} | {SCHOTT_MEDIAN.get(defense.split(':')[0], '–')} |"
         )
 
 

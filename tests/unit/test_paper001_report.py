@@ -10,6 +10,7 @@ from benchmark.config.profiles import get_profile
 from benchmark.config.run_config import RunConfig
 from benchmark.reports import paper001
 from benchmark.results.frame import records_to_frame
+from benchmark.results.statistics import pack_norms
 from foundation.registry import Spec
 
 ROBUST = {"cnn": 0.02, "madry": 0.9, "binary-abs": 0.7, "pgan-dqn": 0.5, "abs": 0.1}
@@ -51,8 +52,8 @@ def _records(extra: list[dict] | None = None) -> pd.DataFrame:
     records = []
     for defense, robust in ROBUST.items():
         for attack in [*paper001.WHITE_BOX, *paper001.BLACK_BOX]:
-            if attack in paper001.QUERY_HEAVY and "abs" in defense:
-                continue
+            if attack in ("square", "hsj") and "abs" in defense:
+                continue  # below `paper`: square is left out on the ABS rows, hsj runs at a smaller budget
             records.append(
                 _record(defense, attack, 0.3, min(1.0, robust + (0.3 if attack in paper001.BLACK_BOX else 0)))
             )
@@ -77,29 +78,48 @@ def test_page_puts_our_numbers_beside_the_papers(tmp_path: Path):
     abs_l2 = next(line for line in l2.splitlines() if line.startswith("| ABS "))
     assert "5.0 [" in abs_l2 and "| 80 " in abs_l2 and "| pgd " in abs_l2
     black_box = next(
-        line
-        for line in text.splitlines()
-        if line.startswith("| Binary ABS ") and "art.hsj" not in line and "[" in line and "`" not in line
+        line for line in text.splitlines() if line.startswith("| Binary ABS ") and "[" in line and "`" not in line
     )
-    assert black_box.count("–") == 2  # square and art.hsj skip ABS rows below the paper profile
+    assert black_box.count("–") == 2  # square (left out) and hsj (not run yet) on the ABS rows
     assert "Proposed (PGAN-DQN)" in text and "`pgan-dqn`" in text
 
 
 def test_the_abs_rows_own_attacks_count_the_points_only_they_break(tmp_path: Path):
     """binary-abs survives the white-box attacks on points 0..139; transfer from ABS breaks 0..19 of them."""
     transfer = _record("binary-abs", paper001.ABS_TRANSFER, 0.3, 0.6, first=20)
-    hsj = _record("binary-abs", paper001.ABS_HSJ, 0.3, 0.7)  # the smaller budget the quick profile runs
-    text = paper001.write(_config(tmp_path), _records([transfer, hsj]), tmp_path / "paper001.md", "c").read_text()
+    hsj = _record("binary-abs", paper001.ABS_LABEL_ONLY["hsj"], 0.3, 0.7)  # the smaller budget the quick profile runs
+    pointwise = _record("binary-abs", paper001.ABS_LABEL_ONLY["pointwise"], 0.3, 0.6, first=20)
+    records = _records([transfer, hsj, pointwise])
+    text = paper001.write(_config(tmp_path), records, tmp_path / "paper001.md", "c").read_text()
     section = text.split("## ABS rows attacked as Schott et al. attacked them")[1].split("## Checks")[0]
     rows = [line for line in section.splitlines() if line.startswith("| `binary-abs`")]
     transfer_line = next(line for line in rows if "transfer" in line)
     assert "60.0 [" in transfer_line and "20 of 140" in transfer_line
-    hsj_line = next(line for line in rows if "art.hsj" in line)
-    assert "0 of 140" in hsj_line and f"`{paper001.ABS_HSJ}`" in hsj_line
+    hsj_line = next(line for line in rows if "hsj" in line)
+    assert "0 of 140" in hsj_line and f"`{paper001.ABS_LABEL_ONLY['hsj']}`" in hsj_line
+    assert "20 of 140" in next(line for line in rows if "pointwise" in line)  # points 0..19 fall to it
     black_box = next(line for line in text.splitlines() if line.startswith("| Binary ABS ") and "*" in line)
-    assert "70.0 [65.0, 75.0]*" in black_box  # the art.hsj column shows the smaller budget's cell, marked
+    assert "70.0 [65.0, 75.0]*" in black_box  # the hsj column shows the smaller budget's cell, marked
     worst = next(line for line in text.split("### L∞, ε = 0.3")[1].splitlines() if line.startswith("| Binary ABS"))
     assert "60.0 [" in worst  # the worst case includes the new attacks: points 20..139 survive all
+
+
+def test_the_l2_section_counts_what_the_label_only_attacks_add_and_their_median_eps_star(tmp_path: Path):
+    """madry: the gradient attacks leave points 0..89 at ε = 1.5 (pgd; deepfool's ε* is 3.0 on 0..179), hsj
+    breaks 0..39 of them at ε* 1.0 and finds 2.0 elsewhere: the medians are 3.0 alone, 2.0 with hsj."""
+    gradient_norms = np.where(np.arange(N) < 180, 3.0, 1.0)
+    hsj_norms = np.where(np.arange(N) < 40, 1.0, 2.0)
+    deepfool = _record("madry", "deepfool", paper001.L2_EPS, 0.9, threat_model="l2")
+    deepfool["minimal_norms"] = pack_norms(gradient_norms)
+    hsj = _record("madry", "hsj", paper001.L2_EPS, 0.7, threat_model="l2", first=40)
+    hsj["minimal_norms"] = pack_norms(hsj_norms)
+    frame = _records([deepfool, hsj])
+    text = paper001.write(_config(tmp_path), frame, tmp_path / "paper001.md", "c").read_text()
+    section = text.split("What the label-only attacks add")[1].split("## White-box")[0]
+    madry = next(line for line in section.splitlines() if line.startswith("| Madry "))
+    cells = [cell.strip() for cell in madry.strip("|").split("|")]
+    assert cells == ["Madry", "200", "45.0", "40 of 90", "25.0", "3.00", "2.00", "1.4"]
+    assert "| CNN " not in section  # a row without label-only cells has nothing to add
 
 
 def test_checks_judge_the_targets_and_black_box_columns_below_white_box(tmp_path: Path):
@@ -154,13 +174,19 @@ def test_the_quick_matrix_runs_the_abs_rows_expensive_cells_at_a_smaller_budget_
     runs = {(norm, attack): defenses for norm, attack, defenses in planned}
     assert "binary-abs" not in runs["linf", "autoattack"] and runs["linf", paper001.ABS_AUTOATTACK] == ("binary-abs",)
     assert "abs" in runs["linf", "autoattack"]
-    assert runs["linf", paper001.ABS_HSJ] == ("binary-abs", "abs") and "abs" not in runs["linf", "art.hsj"]
+    shrunk = paper001.ABS_LABEL_ONLY
+    assert runs["linf", shrunk["hsj"]] == ("binary-abs", "abs") and "abs" not in runs["linf", "hsj"]
     assert "abs" not in runs["linf", "square"] and "binary-abs" not in runs["l2", "foolbox.ddn"]
+    for attack in paper001.LABEL_ONLY:  # every label-only attack in L2, and on the ABS rows in L∞ too
+        assert runs["l2", attack] == ("cnn", "madry") and runs["l2", shrunk[attack]] == ("abs", "binary-abs")
+        assert set(runs["linf", shrunk[attack]]) == {"abs", "binary-abs"}
+    assert ("linf", "boundary") not in runs and ("linf", "pointwise") not in runs
     text = paper001.write(_config(tmp_path), _records(), tmp_path / "paper001.md", "c").read_text()
     left_out = text.split("## Left out at the `quick` profile")[1]
     assert f"`binary-abs` × `autoattack` (linf) runs as `{paper001.ABS_AUTOATTACK}`" in left_out
     planned.clear()
     paper001.run(replace(_config(tmp_path), profile=get_profile("paper")), compute=False)
     runs = {(norm, attack): defenses for norm, attack, defenses in planned}
-    assert {"abs", "binary-abs"} <= set(runs["linf", "art.hsj"]) and "binary-abs" in runs["linf", "autoattack"]
-    assert ("linf", paper001.ABS_HSJ) not in runs and ("linf", paper001.ABS_AUTOATTACK) not in runs
+    assert {"abs", "binary-abs"} <= set(runs["linf", "hsj"]) and "binary-abs" in runs["linf", "autoattack"]
+    assert set(runs["l2", "pointwise"]) == {"cnn", "madry", "abs", "binary-abs"}
+    assert ("linf", shrunk["hsj"]) not in runs and ("linf", paper001.ABS_AUTOATTACK) not in runs
