@@ -32,9 +32,9 @@ from benchmark.publish.published import (
 )
 from benchmark.reports.common import cell, markdown_table, number, percent_with_interval, provenance, run_matrix
 from benchmark.results.columns import WORST
-from benchmark.results.label_only import LABEL_ONLY, label_only_gain
-from benchmark.results.minimal_perturbations import format_eps_star
+from benchmark.results.label_only import LABEL_ONLY, label_only_gains
 from benchmark.results.statistics import unpack_mask
+from benchmark.run.adaptive import label_only_spec
 from benchmark.store.atomic import atomic_write_text
 
 WHITE_BOX = ["fgsm", "deepfool", "pgd", "autoattack"]
@@ -58,13 +58,9 @@ LEFT_OUT: dict[tuple[str, str, str], str] = {
     ("binary-abs", "foolbox.ddn", "l2"): f"DDN's 50 steps through BPDA on 200 points; {ABS_COST}",
     ("binary-abs", "foolbox.fmn", "l2"): f"FMN's 50 steps through BPDA on 200 points; {ABS_COST}",
 }
-#: The label-only attacks on the ABS rows: 500 queries per image (a tenth of the quick budget; Pointwise from
-#: the nearest other-class image only, as the adaptive protocol's probe), about 20 minutes a cell on 200 points.
-ABS_LABEL_ONLY = {
-    "boundary": "boundary:queries=500",
-    "hsj": "hsj:queries=500",
-    "pointwise": "pointwise:queries=500:nearest=1:boundary_queries=0",
-}
+#: The label-only attacks on the ABS rows: 500 queries per image (a tenth of the quick budget; the adaptive
+#: protocol's probe form: Pointwise from the nearest other-class image only); at that rate ~20 minutes a cell.
+ABS_LABEL_ONLY = {name: label_only_spec(name, 500).label for name in LABEL_ONLY}
 LABEL_ONLY_COST = f"the profile's 5,000 queries per image on 200 points take over three hours a cell; {ABS_COST}"
 #: AutoAttack's members at 10 APGD and FAB steps and 100 Square queries.
 ABS_AUTOATTACK = "autoattack:apgd_steps=10:fab_steps=10:square_queries=100"
@@ -186,31 +182,12 @@ def _abs_paper_table(frame: pd.DataFrame, published: dict[str, int], eps: float,
 
 def _label_only_table(frame: pd.DataFrame) -> str:
     """Per L2 row: the points the label-only attacks break that every gradient attack left, and median ε*."""
-    table = []
-    for label, median in ABS_PAPER_L2_MEDIAN.items():
-        defense = ROWS[label]
-        cells = frame[
-            (frame["defense"] == defense)
-            & (frame["threat_model"] == "l2")
-            & ((frame["eps"] - L2_EPS).abs() < 1e-9)
-            & (frame["status"] == "ok")
-            & (frame["attack"] != WORST)
-        ]
-        gain = label_only_gain(cells)
-        if gain is None:
-            continue
-        table.append(
-            {
-                "model": label,
-                "n": gain.n,
-                "gradient attacks, worst case %": f"{100 * gain.gradient_robust.mean():.1f}",
-                "label-only attacks break": f"{gain.broken} of {gain.standing}",
-                "all attacks, worst case %": f"{100 * gain.all_robust.mean():.1f}",
-                "median ε*, gradient": format_eps_star(gain.median_eps_star_gradient),
-                "median ε*, all": format_eps_star(gain.median_eps_star_all),
-                "Schott et al.'s median": median,
-            }
-        )
+    gains = label_only_gains(frame, "l2", L2_EPS)
+    table = [
+        {"model": label, **gains[ROWS[label]].columns(), "Schott et al.'s median": median}
+        for label, median in ABS_PAPER_L2_MEDIAN.items()
+        if ROWS[label] in gains
+    ]
     return markdown_table(table) if table else "No row has both gradient and label-only cells yet."
 
 

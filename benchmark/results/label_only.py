@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from benchmark.results.minimal_perturbations import minimal_perturbations
+from benchmark.results.columns import WORST
+from benchmark.results.minimal_perturbations import format_eps_star, minimal_perturbations
 from benchmark.results.statistics import unpack_mask
 
 #: The batched decision-based attacks: they see only the predicted label.
@@ -49,6 +50,17 @@ class LabelOnlyGain:
         """Of those, the points a label-only attack breaks."""
         return int((self.gradient_robust & ~self.all_robust).sum())
 
+    def columns(self) -> dict[str, str]:
+        """The gain as a table row's cells (accuracies in %)."""
+        return {
+            "n": str(self.n),
+            "gradient attacks, worst case %": f"{100 * self.gradient_robust.mean():.1f}",
+            "label-only attacks break": f"{self.broken} of {self.standing}",
+            "all attacks, worst case %": f"{100 * self.all_robust.mean():.1f}",
+            "median ε*, gradient": format_eps_star(self.median_eps_star_gradient),
+            "median ε*, all": format_eps_star(self.median_eps_star_all),
+        }
+
 
 def _median_eps_star(cells: pd.DataFrame) -> float:
     found = minimal_perturbations(cells)
@@ -72,3 +84,16 @@ def label_only_gain(cells: pd.DataFrame) -> LabelOnlyGain | None:
         median_eps_star_gradient=_median_eps_star(cells[~label_only]),
         median_eps_star_all=_median_eps_star(cells),
     )
+
+
+def label_only_gains(frame: pd.DataFrame, threat_model: str, eps: float) -> dict[str, LabelOnlyGain]:
+    """``label_only_gain`` of every defense of ``frame`` (one profile and seed) at ``eps`` in ``threat_model``,
+    for those with both kinds of attack."""
+    cells = frame[
+        (frame["threat_model"] == threat_model)
+        & ((frame["eps"] - eps).abs() < 1e-9)
+        & (frame["status"] == "ok")
+        & (frame["attack"] != WORST)
+    ]
+    gains = {defense: label_only_gain(group) for defense, group in cells.groupby("defense", sort=False)}
+    return {defense: gain for defense, gain in gains.items() if gain is not None}

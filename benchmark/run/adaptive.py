@@ -55,10 +55,15 @@ def declares_non_differentiable(defense: Defense) -> bool:
     return type(defense).differentiable_model is not Defense.differentiable_model
 
 
-def probe_spec(name: str, profile: str) -> Spec:
-    queries = PROBE_QUERIES.get(profile, PROBE_QUERIES["quick"])
+def label_only_spec(name: str, queries: int) -> Spec:
+    """A label-only attack at a small budget of ``queries`` per image; Pointwise then runs from the nearest
+    other-class image only (its Boundary start would spend the whole budget)."""
     text = f"{name}:queries={queries}" + (":nearest=1:boundary_queries=0" if name == "pointwise" else "")
     return Spec.parse(text)
+
+
+def probe_spec(name: str, profile: str) -> Spec:
+    return label_only_spec(name, PROBE_QUERIES.get(profile, PROBE_QUERIES["quick"]))
 
 
 def first_stage(defense: Defense, norm: str, profile: str) -> list[Choice]:

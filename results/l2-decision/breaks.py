@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 from benchmark.publish.published import ABS_PAPER_L2_MEDIAN, ROWS
+from benchmark.reports.common import markdown_table
 from benchmark.results.frame import load
-from benchmark.results.label_only import label_only_gain
-from benchmark.results.minimal_perturbations import format_eps_star
+from benchmark.results.label_only import label_only_gains
 from foundation.errors import BenchError
 
 EPS = 1.5
@@ -24,23 +24,11 @@ SCHOTT_MEDIAN = {ROWS[label]: median for label, median in ABS_PAPER_L2_MEDIAN.it
 
 
 def main(out: Path) -> None:
-    frame = load(out)
-    cells = frame[(frame["threat_model"] == "l2") & (frame["eps"] == EPS) & (frame["status"] == "ok")]
-    cells = cells[cells["attack"] != "worst"]
-    print(
-        "| defense | n | gradient attacks, worst case | label-only attacks break | worst case, all | "
-        "median ε*, gradient | median ε*, all | Schott et al.'s median |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
-    for defense, group in cells.groupby("defense", sort=False):
-        gain = label_only_gain(group)
-        if gain is None:
-            continue
-        print(
-            f"| {defense} | {gain.n} | {100 * gain.gradient_robust.mean():.1f} % | {gain.broken} of {gain.standing} | "
-            f"{100 * gain.all_robust.mean():.1f} % | {format_eps_star(gain.median_eps_star_gradient)} | "
-            f"{format_eps_star(gain.median_eps_star_all)} | {SCHOTT_MEDIAN.get(defense.split(':')[0], '–')} |"
-        )
+    rows = [
+        {"defense": defense, **gain.columns(), "Schott et al.'s median": SCHOTT_MEDIAN.get(defense.split(":")[0], "–")}
+        for defense, gain in label_only_gains(load(out), "l2", EPS).items()
+    ]
+    print(markdown_table(rows))
 
 
 if __name__ == "__main__":

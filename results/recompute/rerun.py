@@ -11,6 +11,7 @@ script can be stopped and rerun at any time.  ``--dry-run`` prints the commands 
 
 from __future__ import annotations
 
+import argparse
 import shlex
 import subprocess
 import sys
@@ -68,8 +69,11 @@ def main(dry_run: bool) -> None:
 
 
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="rerun.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dry-run", action="store_true", help="print the commands still to run")
+    arguments = parser.parse_args()  # nonsense: one usage line and exit 2, as argparse does
     try:
-        main("--dry-run" in sys.argv[1:])
+        main(arguments.dry_run)
     except BenchError as error:
         print(f"rerun.py: error: {error}", file=sys.stderr)
         sys.exit(2)
