@@ -77,6 +77,20 @@ def _numbers(records: list[dict], defense: str) -> dict[tuple[str, float | None]
     }
 
 
+def _assert_same_numbers(first: dict, second: dict) -> None:
+    """The same cells, points and clean accuracy; the robust points may differ on one point per cell.
+
+    The two pipelines run the same arithmetic, but a CPU's matrix kernels may sum in an order that depends on
+    where a tensor sits in memory: a PGD step that ends exactly on the decision boundary can flip one point.
+    A missing or wrong normalisation moves the clean accuracy and many points at once."""
+    assert first.keys() == second.keys()
+    for cell, (n, clean, robust, points) in first.items():
+        other_n, other_clean, other_robust, other_points = second[cell]
+        assert (n, clean) == (other_n, other_clean), cell
+        differing = bin(int(points, 16) ^ int(other_points, 16)).count("1")
+        assert differing <= 1 and abs(robust - other_robust) <= 1 / n + 1e-12, (cell, robust, other_robust)
+
+
 def test_mean_and_std_give_the_numbers_of_the_normalisation_in_the_forward(files, capsys):
     data, weights, root, plain = files
     mean, std = "+".join(map(str, MEAN)), "+".join(map(str, STD))
@@ -91,7 +105,7 @@ def test_mean_and_std_give_the_numbers_of_the_normalisation_in_the_forward(files
     records = ResultStore(out).records()
     wrapped, inline = _numbers(records, "wrapped"), _numbers(records, "inline")
     assert len(wrapped) == 4  # fgsm and pgd at 2/255 and 8/255
-    assert wrapped == inline
+    _assert_same_numbers(wrapped, inline)
     clean = {numbers[1] for numbers in inline.values()}
     assert len(clean) == 1 and clean.pop() > 0.5  # a model that learned the fixture's bands
     assert min(numbers[2] for numbers in inline.values()) < max(numbers[2] for numbers in inline.values())
@@ -112,7 +126,7 @@ def test_mean_and_std_give_the_numbers_of_the_normalisation_in_the_forward(files
         download=False,
     )
     assert len(rows) == 6  # and the worst case at each ε
-    assert _numbers(ResultStore(out).records(), "api") == inline
+    _assert_same_numbers(_numbers(ResultStore(out).records(), "api"), inline)
 
 
 @pytest.mark.parametrize(
