@@ -59,9 +59,13 @@ LEFT_OUT: dict[tuple[str, str, str], str] = {
     ("binary-abs", "foolbox.fmn", "l2"): f"FMN's 50 steps through BPDA on 200 points; {ABS_COST}",
 }
 #: The label-only attacks on the ABS rows: 500 queries per image (a tenth of the quick budget; the adaptive
-#: protocol's probe form: Pointwise from the nearest other-class image only); at that rate ~20 minutes a cell.
+#: protocol's probe form: Pointwise from the nearest other-class image only); 12 to 20 minutes a cell as measured
+#: in results/recompute (717 to 1,179 s on 200 points).
 ABS_LABEL_ONLY = {name: label_only_spec(name, 500).label for name in LABEL_ONLY}
-LABEL_ONLY_COST = f"the profile's 5,000 queries per image on 200 points take over three hours a cell; {ABS_COST}"
+LABEL_ONLY_COST = (
+    "the profile's 5,000 queries per image on 200 points take ten times the 12 to 20 minutes a cell measured "
+    f"at 500, 2 to 3.3 hours; {ABS_COST}"
+)
 #: AutoAttack's members at 10 APGD and FAB steps and 100 Square queries.
 ABS_AUTOATTACK = "autoattack:apgd_steps=10:fab_steps=10:square_queries=100"
 #: Below `paper` these cells run with the smaller budget of their spec instead, each for the stated reason.

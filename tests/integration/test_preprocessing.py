@@ -11,6 +11,7 @@ from torch import nn
 
 from benchmark.cli import main
 from benchmark.datasets.cifar10 import Cifar10
+from benchmark.results.statistics import unpack_mask
 from benchmark.store.result_store import ResultStore
 from tests.integration.test_datasets import cifar_checksums_substituted, write_cifar10
 
@@ -87,7 +88,7 @@ def _assert_same_numbers(first: dict, second: dict) -> None:
     for cell, (n, clean, robust, points) in first.items():
         other_n, other_clean, other_robust, other_points = second[cell]
         assert (n, clean) == (other_n, other_clean), cell
-        differing = bin(int(points, 16) ^ int(other_points, 16)).count("1")
+        differing = int((unpack_mask(points, n) != unpack_mask(other_points, n)).sum())
         assert differing <= 1 and abs(robust - other_robust) <= 1 / n + 1e-12, (cell, robust, other_robust)
 
 
