@@ -1,9 +1,11 @@
 """Recompute the committed quick store (``results/cells``) on the committed checkpoints, into this folder.
 
-    python results/recompute/rerun.py [--dry-run]
+    python results/recompute/rerun.py [--dry-run] [--defenses cnn,madry]
 
 Runs paper 001's matrix (``bench report paper001``), then paper 000's, then every other (defense, threat
 model, attack) of ``results/cells`` not yet stored here, cheapest first by the attack time recorded there.
+``--defenses`` runs only the named defenses' remaining cells (no report: each spans other defenses), so
+that their rows can be completed and moved into ``results/`` by ``swap.py`` first.
 Every step is a ``bench`` command with ``--cache-dir results/checkpoints/quick`` (checkpoints not there yet
 are trained into it, to be committed with the cells); each resumes where an interrupted one stopped, so the
 script can be stopped and rerun at any time.  ``--dry-run`` prints the commands still to run.
@@ -40,12 +42,20 @@ def _cells(out: Path) -> pd.DataFrame:
     return frame[[*CELL, "attack_seconds"]]
 
 
-def remaining_runs() -> list[list[str]]:
-    """The ``bench run`` commands for the old store's cells not yet recomputed here, cheapest first."""
+def missing_cells() -> pd.DataFrame:
+    """The old store's cells (less the superseded ones) not yet recomputed here."""
     old, new = _cells(RESULTS), _cells(HERE)
     done = set(map(tuple, new[CELL].astype(str).to_numpy()))
     old = old[~old["attack"].isin(SUPERSEDED)]
-    missing = old[[tuple(row) not in done for row in old[CELL].astype(str).to_numpy()]]
+    return old[[tuple(row) not in done for row in old[CELL].astype(str).to_numpy()]]
+
+
+def remaining_runs(defenses: set[str] | None = None) -> list[list[str]]:
+    """The ``bench run`` commands for the old store's cells not yet recomputed here, cheapest first
+    (only ``defenses``' when given)."""
+    missing = missing_cells()
+    if defenses is not None:
+        missing = missing[missing["defense"].isin(defenses)]
     commands = []
     groups = missing.groupby(["defense", "threat_model", "attack"], dropna=False)
     for (defense, threat_model, attack), group in sorted(groups, key=lambda item: item[1]["attack_seconds"].sum()):
@@ -56,24 +66,25 @@ def remaining_runs() -> list[list[str]]:
     return commands
 
 
-def main(dry_run: bool) -> None:
-    reports = [["bench", "report", name, *COMMON] for name in ("paper001", "paper000")]
+def main(dry_run: bool, defenses: set[str] | None) -> None:
+    reports = [] if defenses else [["bench", "report", name, *COMMON] for name in ("paper001", "paper000")]
     if dry_run:
-        for command in reports + remaining_runs():
+        for command in reports + remaining_runs(defenses):
             print(shlex.join(command))
         return
     for command in reports:
         subprocess.run(command, check=True)
-    for command in remaining_runs():  # read once the reports' cells are stored
+    for command in remaining_runs(defenses):  # read once the reports' cells are stored
         subprocess.run(command, check=True)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="rerun.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--dry-run", action="store_true", help="print the commands still to run")
+    parser.add_argument("--defenses", help="comma-separated defense specs: only their remaining cells, no report")
     arguments = parser.parse_args()  # nonsense: one usage line and exit 2, as argparse does
     try:
-        main(arguments.dry_run)
+        main(arguments.dry_run, set(arguments.defenses.split(",")) if arguments.defenses else None)
     except BenchError as error:
         print(f"rerun.py: error: {error}", file=sys.stderr)
         sys.exit(2)
