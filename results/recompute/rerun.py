@@ -67,6 +67,10 @@ def remaining_runs(defenses: set[str] | None = None) -> list[list[str]]:
 
 
 def main(dry_run: bool, defenses: set[str] | None) -> None:
+    known = set(_cells(RESULTS)["defense"]) | set(_cells(HERE)["defense"])
+    if defenses is not None and defenses - known:
+        unknown = ", ".join(sorted(defenses - known))
+        raise BenchError(f"--defenses: no stored row {unknown}; rows: {', '.join(sorted(known))}")
     reports = [] if defenses else [["bench", "report", name, *COMMON] for name in ("paper001", "paper000")]
     if dry_run:
         for command in reports + remaining_runs(defenses):
@@ -84,7 +88,7 @@ if __name__ == "__main__":
     parser.add_argument("--defenses", help="comma-separated defense specs: only their remaining cells, no report")
     arguments = parser.parse_args()  # nonsense: one usage line and exit 2, as argparse does
     try:
-        main(arguments.dry_run, set(arguments.defenses.split(",")) if arguments.defenses else None)
+        main(arguments.dry_run, None if arguments.defenses is None else set(arguments.defenses.split(",")))
     except BenchError as error:
         print(f"rerun.py: error: {error}", file=sys.stderr)
         sys.exit(2)

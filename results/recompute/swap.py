@@ -6,8 +6,8 @@ A defense's row moves when every one of its old cells (less the superseded ones,
 recomputed here: its old cell records are deleted from ``results/cells``, every record of it here is copied
 in, and its clean-evaluation record replaces the old one in ``results/clean``.  A row is moved whole or not
 at all, so that no row mixes cells computed on two sets of weights; cells of ``results/`` already on the
-recomputed weights stay.  Rows already moved are moved again
-unchanged (the script is idempotent); ``rerun.py`` then finds nothing missing for them.
+recomputed weights stay.  Rows already moved are moved again unchanged (the script is idempotent);
+``rerun.py`` then finds nothing missing for them.
 """
 
 from __future__ import annotations
