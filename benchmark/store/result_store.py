@@ -108,6 +108,15 @@ class ResultStore:
     def write(self, record: dict[str, Any]) -> None:
         self._write_json(self._path(record["cell_key"]), record)
 
+    def remove(self, key: str) -> bool:
+        """Delete cell ``key``'s record and its stored adversarial examples (a cell retired, e.g. computed on
+        weights since replaced); returns whether a record was there.  Hold ``writer_lock`` around it."""
+        self.adversarials_path(key).unlink(missing_ok=True)
+        if not self._path(key).exists():
+            return False
+        self._path(key).unlink()
+        return True
+
     def adversarials_path(self, key: str) -> Path:
         """Where cell ``key``'s adversarial examples are stored (``--save-adversarials``)."""
         return self.adversarials / f"{key}.pt"

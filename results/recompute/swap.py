@@ -49,7 +49,7 @@ def swap(defenses: list[str], new: ResultStore, old: ResultStore, *, dry_run: bo
         return
     with old.writer_lock():
         for record in retired:
-            old.cells.joinpath(f"{record['cell_key']}.json").unlink()
+            old.remove(record["cell_key"])
         for record in moving:
             old.write(record)
         for clean in cleans:

@@ -76,6 +76,19 @@ def test_invalid_records_are_moved_aside_never_deleted(tmp_path):
     assert store.has(KEY) and store.move_aside() == []
 
 
+def test_a_removed_cell_takes_its_adversarials_with_it_and_leaves_the_others(tmp_path):
+    import torch
+
+    store = ResultStore(tmp_path)
+    other = "1111111111111111"
+    for key in (KEY, other):
+        store.write(record(key))
+        store.write_adversarials(key, torch.zeros(2, 1, 2, 2))
+    assert store.remove(KEY) and not store.remove(KEY)
+    assert not store.has(KEY) and not store.adversarials_path(KEY).exists()
+    assert [r["cell_key"] for r in store.records()] == [other] and store.adversarials_path(other).exists()
+
+
 def test_invalid_clean_evaluations_are_not_trusted(tmp_path):
     store = ResultStore(tmp_path)
     good = {"clean_key": KEY, "defense_key": "d", "n": 2, "predictions": [3, 1], "diagnostics": {"flip": 0.0}}
