@@ -1,4 +1,5 @@
-"""results/recompute/swap.py moves a recomputed row into the committed store whole, and only once."""
+"""results/recompute: rerun.py runs only the cells not yet recomputed; swap.py moves a recomputed row into the
+committed store whole, and only once."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from foundation.errors import BenchError
 from tests.synthetic import cell_record
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "results" / "recompute"))
-from swap import swap  # a maintenance script beside the store it maintains, not a package module
+import rerun  # maintenance scripts beside the store they maintain, not package modules
+from swap import swap
 
 NEW_WEIGHTS, OLD_WEIGHTS = "a" * 64, "b" * 64
 
@@ -66,3 +68,19 @@ def test_an_invalid_recomputed_record_stops_the_move_before_anything_moves(store
     with pytest.raises(BenchError, match=r"6000000000000000\.json: missing field .cell_key.: rerun rerun\.py"):
         swap(["cnn"], new, old, dry_run=False)
     assert keys(old) == ["1000000000000000", "2000000000000000", "3000000000000000", "4000000000000000"]
+
+
+def test_rerun_runs_only_the_cells_not_yet_recomputed_less_the_superseded_ones(tmp_path, monkeypatch):
+    old, new = ResultStore(tmp_path / "results"), ResultStore(tmp_path / "recompute")
+    monkeypatch.setattr(rerun, "RESULTS", old.root)
+    monkeypatch.setattr(rerun, "HERE", new.root)
+    for key, eps in (("1000000000000000", 0.1), ("2000000000000000", 0.2), ("3000000000000000", 0.3)):
+        old.write(cell_record(key, profile="quick", eps=eps))
+    old.write(cell_record("4000000000000000", profile="quick", defense="madry", attack=next(iter(rerun.SUPERSEDED))))
+    new.write(cell_record("5000000000000000", profile="quick", eps=0.2, weights_sha256=NEW_WEIGHTS))
+    (command,) = rerun.remaining_runs()
+    assert command[:8] == ["bench", "run", "--defenses", "cnn", "--attacks", "fgsm", "--norm", "linf"]
+    assert command[8:] == ["--eps", "0.1,0.3", *rerun.COMMON]
+    assert rerun.remaining_runs({"madry"}) == []
+    with pytest.raises(BenchError, match="--defenses: no stored row vgg; rows: cnn, madry"):
+        rerun.main(dry_run=True, defenses={"vgg"})
