@@ -112,9 +112,10 @@ class ResultStore:
         """Delete cell ``key``'s record and its stored adversarial examples (a cell retired, e.g. computed on
         weights since replaced); returns whether a record was there.  Hold ``writer_lock`` around it."""
         self.adversarials_path(key).unlink(missing_ok=True)
-        if not self._path(key).exists():
+        try:
+            self._path(key).unlink()
+        except FileNotFoundError:
             return False
-        self._path(key).unlink()
         return True
 
     def adversarials_path(self, key: str) -> Path:

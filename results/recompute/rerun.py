@@ -68,10 +68,12 @@ def remaining_runs(defenses: set[str] | None = None) -> list[list[str]]:
 
 def main(dry_run: bool, defenses: set[str] | None) -> None:
     known = set(_cells(RESULTS)["defense"]) | set(_cells(HERE)["defense"])
+    if defenses is not None and "" in defenses:
+        raise BenchError("--defenses: an empty name; give comma-separated defense specs, e.g. --defenses cnn,madry")
     if defenses is not None and defenses - known:
         unknown = ", ".join(sorted(defenses - known))
         raise BenchError(f"--defenses: no stored row {unknown}; rows: {', '.join(sorted(known))}")
-    reports = [] if defenses else [["bench", "report", name, *COMMON] for name in ("paper001", "paper000")]
+    reports = [] if defenses is not None else [["bench", "report", name, *COMMON] for name in ("paper001", "paper000")]
     if dry_run:
         for command in reports + remaining_runs(defenses):
             print(shlex.join(command))

@@ -157,6 +157,7 @@ def test_stored_only_writes_the_page_from_the_store_and_refuses_an_empty_one(tmp
             shutil.copy(path, tmp_path / "cells")
             if (record["attack"], record["threat_model"], record["eps"]) == ("fgsm", "linf", 0.3):
                 fgsm = record["robust_accuracy"]
+    assert fgsm is not None, "the committed store has no cnn FGSM cell at L∞ ε 0.3"
     assert main(["report", "paper001", "--stored-only", "--out", str(tmp_path)]) == 0
     text = (tmp_path / "paper001.md").read_text()
     assert "--stored-only" in text

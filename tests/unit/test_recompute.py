@@ -84,3 +84,5 @@ def test_rerun_runs_only_the_cells_not_yet_recomputed_less_the_superseded_ones(t
     assert rerun.remaining_runs({"madry"}) == []
     with pytest.raises(BenchError, match="--defenses: no stored row vgg; rows: cnn, madry"):
         rerun.main(dry_run=True, defenses={"vgg"})
+    with pytest.raises(BenchError, match="--defenses: an empty name"):
+        rerun.main(dry_run=True, defenses={"cnn", ""})

@@ -13,8 +13,15 @@ VERSIONS = "torch=2.14.1"
 
 def _cells(*devices: str, versions: str = VERSIONS) -> list[dict]:
     return [
-        {"attack": "fgsm", "defense": "cnn", "profile": "quick", "seed": 0, "n": 1000, "device": device}
-        | {"library_versions": versions}
+        {
+            "attack": "fgsm",
+            "defense": "cnn",
+            "profile": "quick",
+            "seed": 0,
+            "n": 1000,
+            "device": device,
+            "library_versions": versions,
+        }
         for device in devices
     ]
 
