@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from attacks.criteria import Criterion, Misclassification
 from foundation.errors import BenchError, ThreatModelViolation
+from foundation.quantizers import Quantizer
 from foundation.registry import Plugin, Registry
 from foundation.threat_models import NORM_SYMBOLS, check_norm, validate_epsilon
 
@@ -86,6 +87,17 @@ class Attack(Plugin, ABC):
     #: Bumped when an attack's results change while its options stay the same; it enters the cell key,
     #: so stored cells of an older revision are recomputed instead of being reused.
     revision: ClassVar[int] = 0
+    #: Threshold-aware attacks search the crossings of the model's input quantiser: the runner hands it over
+    #: (``with_quantizer``), as declared by the defense or found by the diagnostics.
+    uses_quantizer: ClassVar[bool] = False
+
+    def with_quantizer(self, quantizer: Quantizer) -> Attack:
+        """A copy that attacks a model behind ``quantizer`` (an attack that uses none is returned as it is)."""
+        if not self.uses_quantizer:
+            return self
+        attack = copy.copy(self)
+        attack.quantizer = quantizer
+        return attack
 
     def budget(self) -> str:
         """Human-readable budget for tables: the parameter range of attacks that ignore epsilon."""

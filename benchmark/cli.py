@@ -178,7 +178,7 @@ def _bounded(value: int, flag: str, low: int = 1, high: int | None = None) -> in
     return value
 
 
-def _run_config(args: argparse.Namespace, defenses: str = "cnn", attacks: str = "fgsm", eps: str | None = None):
+def _run_config(args: argparse.Namespace, defenses: str = "cnn", attacks: str | tuple = "fgsm", eps: str | None = None):
     from benchmark.select import run_config
 
     return run_config(
@@ -240,7 +240,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     names = [item.strip() for item in args.attacks.split(",")]
     adaptive = ADAPTIVE in names
     others = ",".join(name for name in names if name != ADAPTIVE)
-    config = _run_config(args, args.defenses, others if others or not adaptive else "", args.eps)
+    # ``adaptive`` alone selects no attack of its own: the protocol chooses them per defense.
+    config = _run_config(args, args.defenses, others if others or not adaptive else (), args.eps)
     profile = config.profile
     if args.dry_run:
         from benchmark.run.dry_run import describe

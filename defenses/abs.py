@@ -84,6 +84,7 @@ from defenses.base import Defense, FitContext, Split, register_defense
 from defenses.epochs import run_epochs
 from defenses.training_loops import History
 from foundation.adaptive import BPDA
+from foundation.quantizers import Quantizer
 
 NUM_CLASSES = 10
 IMAGE_SIZE = 28
@@ -542,6 +543,9 @@ class AnalysisBySynthesis(Defense):
 
     def differentiable_model(self) -> nn.Module:
         return self._inference(BPDA(binarize) if self.binarize else None)
+
+    def input_quantizer(self) -> Quantizer | None:
+        return Quantizer.binary(0.5, source=f"declared by {self.name}") if self.binarize else None
 
     def modules(self) -> dict[str, nn.Module]:
         return {"vaes": self.vaes}

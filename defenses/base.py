@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from foundation.adaptive import ExpectationOverTransformation
+from foundation.quantizers import Quantizer
 from foundation.registry import Plugin, Registry
 
 T = TypeVar("T")
@@ -128,6 +129,12 @@ class Defense(Plugin, ABC):
         if self.randomized and eot_samples > 1:
             model = ExpectationOverTransformation(model, eot_samples)
         return model.eval()
+
+    def input_quantizer(self) -> Quantizer | None:
+        """The elementwise quantiser the deployed path applies to its input first (e.g. binarisation), if the
+        defense declares one: threshold-aware attacks search the crossings of its thresholds.  Undeclared, the
+        diagnostics look for one (``benchmark.run.quantizer_search``)."""
+        return None
 
     def fit_summary(self) -> dict[str, float | str]:
         """A few numbers about the finished training (e.g. epochs run), stored with the checkpoint and

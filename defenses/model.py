@@ -48,6 +48,7 @@ from defenses.checkpoint_formats import load_scripted, load_weights
 from defenses.checkpoint_formats import one_line as _one_line
 from defenses.preprocessing import Normalized, channel_values, check_channels
 from foundation.errors import BenchError, did_you_mean
+from foundation.quantizers import Quantizer
 from foundation.registry import added_option
 
 #: The shape and classes checked when the fit context does not say (MNIST's).
@@ -80,6 +81,9 @@ class ModelConfig:
     #: the model, so attacks and ε stay in [0, 1] pixel space.  Both or neither.
     mean: str = added_option("")
     std: str = added_option("")
+    #: The elementwise quantiser the model applies to its input first, declared for threshold-aware attacks:
+    #: ``binary`` (x ≥ 0.5), ``binary@T``, ``levels@K`` or ``thresholds@A+B+…`` (``foundation.quantizers``).
+    quantizer: str = added_option("")
 
 
 def _existing_file(text: str, option: str) -> Path:
@@ -207,6 +211,7 @@ class ModelDefense(Defense):
         #: column.
         self.weights_layout = SCRIPTED_LAYOUT if cfg.scripted else ""
         self._deploy((load_scripted(path, f"option scripted of {_WHO}") if cfg.scripted else self._build(code)).eval())
+        self.input_quantizer()  # a malformed quantizer= is said at planning
 
     def _deploy(self, model: nn.Module) -> None:
         """``model`` as the defense's: deployed behind its input normalisation when ``mean``/``std`` are given."""
@@ -323,6 +328,15 @@ class ModelDefense(Defense):
 
     def fit_summary(self) -> dict[str, float | str]:
         return {"weights_layout": self.weights_layout} if self.weights_layout else {}
+
+    def input_quantizer(self) -> Quantizer | None:
+        text = self.config.quantizer
+        if not text:
+            return None
+        try:
+            return Quantizer.parse(text, source="declared in the spec")
+        except BenchError as error:
+            raise BenchError(f"option quantizer of {_WHO}: {error}") from None
 
     def deployed_model(self) -> nn.Module:
         return FiniteLogits(self.deployed, self.where)

@@ -56,7 +56,7 @@ def _contenders(model: nn.Module, x: Tensor, y: Tensor, quick_check: bool) -> li
 
 
 @torch.no_grad()
-def _median_perturbation(model: nn.Module, x: Tensor, y: Tensor, x_adv: Tensor) -> tuple[float, float]:
+def median_perturbation(model: nn.Module, x: Tensor, y: Tensor, x_adv: Tensor) -> tuple[float, float]:
     """The median L2 size over all points (∞ where not broken; 0 where wrong clean) and the share broken."""
     clean_wrong = model(x).argmax(dim=1) != y
     broken = model(x_adv).argmax(dim=1) != y
@@ -78,7 +78,7 @@ def decision_rows(bench: Workbench, section: str = DECISION) -> list[Measurement
         timings = time_round_robin(
             _contenders(model, x, y, quick_check), bench.settings.repeats, synchronize=synchronizer(bench.device)
         )
-        sizes = {timing.name: _median_perturbation(model, x, y, timing.output) for timing in timings}
+        sizes = {timing.name: median_perturbation(model, x, y, timing.output) for timing in timings}
     rows = from_timings(section, task, timings, device=bench.device_name, batch=len(x), reference=ART, note=origin)
     return [
         Measurement(

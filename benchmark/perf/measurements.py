@@ -29,9 +29,11 @@ ATTACKS, DEEPFOOL, WORST, TRAINING, ABS, RUN = "attacks", "deepfool", "worst", "
 STARTUP = "startup"
 SCALE = "scale"
 DECISION = "decision"
+#: The threshold-aware attack against the Pointwise Attacks on a binarised model (asked for by name).
+QUANTIZED = "quantized"
 #: The harness's AutoAttack against torchattacks' at the standard budgets (minutes on a CPU: asked for by name).
 AUTOATTACK = "autoattack"
-SECTIONS = (ATTACKS, DEEPFOOL, WORST, DECISION, AUTOATTACK, TRAINING, ABS, STARTUP, SCALE, RUN)
+SECTIONS = (ATTACKS, DEEPFOOL, WORST, DECISION, QUANTIZED, AUTOATTACK, TRAINING, ABS, STARTUP, SCALE, RUN)
 DEFAULT_SECTIONS = (ATTACKS, DEEPFOOL, WORST, DECISION, TRAINING, ABS, STARTUP)
 #: Sections that time MNIST-only defenses (paper 000's VAEs, ABS, every built-in defense's run).
 MNIST_ONLY = (TRAINING, ABS, RUN)

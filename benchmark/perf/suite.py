@@ -20,6 +20,7 @@ from benchmark.perf.attack_contenders import (
 )
 from benchmark.perf.decision import decision_rows
 from benchmark.perf.measurements import Measurement
+from benchmark.perf.quantized import quantized_rows
 from benchmark.perf.report import write_report
 from benchmark.perf.run_wall import run_rows
 from benchmark.perf.scale import scale_rows
@@ -34,6 +35,7 @@ SECTION_RUNNERS: dict[str, Callable[[Workbench, str], list[Measurement]]] = {
     sections.DEEPFOOL: lambda bench, name: attack_rows(bench, name, [DEEPFOOL_TASK]),
     sections.WORST: lambda bench, name: attack_rows(bench, name, [WORST_TASK]),
     sections.DECISION: decision_rows,
+    sections.QUANTIZED: quantized_rows,
     sections.AUTOATTACK: lambda bench, name: attack_rows(bench, name, [AUTOATTACK_TASK]),
     sections.TRAINING: training_rows,
     sections.ABS: abs_rows,

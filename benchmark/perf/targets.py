@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
-from benchmark.perf import abs_inference, decision, run_wall, scale, startup, training_speed
+from benchmark.perf import abs_inference, decision, quantized, run_wall, scale, startup, training_speed
 from benchmark.perf import attack_contenders as attacks
 from benchmark.perf import measurements as sections
 from benchmark.perf.measurements import FAILED
@@ -23,6 +23,7 @@ PGD_RATIO_OFF, PGD_RATIO_ON = 0.95, 3.0
 DEEPFOOL_RATIO_FOOLBOX, DEEPFOOL_RATIO_ART = 1.0, 3.0
 TRAINING_SLOWDOWN = 1.1
 DECISION_RATIO = 10.0
+QUANTIZED_RATIO = 10.0
 ABS_PAPER_RATIO = 1.2
 RUN_SECONDS = {"cold": 30 * 60, "warm": 5 * 60, "stored": 10}
 STARTUP_SECONDS = 2.0
@@ -107,6 +108,23 @@ def _decision(frame: pd.DataFrame) -> Target:
     return Target(target, measured, _status(ratio >= DECISION_RATIO and sizes[0] <= sizes[1] + 1e-9))
 
 
+def _quantized(frame: pd.DataFrame) -> Target:
+    target = (
+        f"quantized (score queries) ≥ {QUANTIZED_RATIO:g}× the faster Pointwise's points/s on a binarised cnn, "
+        "at a median ε* no larger"
+    )
+    rows = frame[frame["section"] == sections.QUANTIZED]
+    ours = rows[rows["contender"] == quantized.SCORES]
+    pointwise = rows[rows["contender"].isin([quantized.POINTWISE, quantized.FOOLBOX])]
+    if ours.empty or len(pointwise) < 2:
+        return Target(target, "–", NOT_MEASURED)
+    ours, reference = ours.iloc[0], pointwise.sort_values("images_per_s_median").iloc[-1]
+    ratio = ours["images_per_s_median"] / reference["images_per_s_median"]
+    sizes = ours["median_perturbation"], reference["median_perturbation"]
+    measured = f"{ratio:.1f}× {reference['contender']} (median ε* {sizes[0]:.3f} vs {sizes[1]:.3f})"
+    return Target(target, measured, _status(ratio >= QUANTIZED_RATIO and sizes[0] <= sizes[1] + 1e-9))
+
+
 def _abs_paper(frame: pd.DataFrame) -> Target:
     target = f"ABS inference at the paper budget ≥ {ABS_PAPER_RATIO:g}× the plain decoder's, identical predictions"
     row = _row(frame, sections.ABS, abs_inference.PAPER_TASK, abs_inference.HARNESS)
@@ -171,6 +189,7 @@ TARGETS: list[Callable[[pd.DataFrame], Target]] = [
     lambda f: _deepfool(f, attacks.ART, DEEPFOOL_RATIO_ART),
     _worst_case,
     _decision,
+    _quantized,
     _autoattack,
     _abs_paper,
     *(lambda f, a=arch, m=mode: _training(f, a, m) for arch in training_speed.ARCHS for mode in training_speed.MODES),

@@ -62,6 +62,8 @@ COLUMNS = [
     "device",
     "gradient_masking_share",
     "prediction_flip_share",
+    "input_quantizer",
+    "quantizer_found",
     "library_versions",
     "created",
     "note",

@@ -44,7 +44,9 @@ FLAG_LEGEND = (
     "Flags (⚑): `eps0` ε = 0 differs from clean accuracy; `rises` accuracy rises with ε; `unbroken` L∞ ε ≥ 1 leaves "
     "over 10 %; `blackbox` a transfer or query attack beats every white-box attack; `masked` over 10 % of points "
     "have zero or NaN input gradients; `random` predictions change between identical calls of a defense not "
-    "declared randomized; `stale` the cell's weights (sha256) or clean accuracy differ from the latest cell of the "
+    "declared randomized; `quantized` the diagnostics found an input quantiser the defense does not declare "
+    "(logits piecewise constant along pixel axes; the threshold-aware attack quantized searches its crossings); "
+    "`stale` the cell's weights (sha256) or clean accuracy differ from the latest cell of the "
     "same defense key (other weights or clean draws: delete the record and rerun). A flagged number should not be "
     "trusted as it stands; `bench check --strict` fails on any."
 )

@@ -12,6 +12,9 @@ A flag marks a number that should not be trusted as it stands:
 - ``masked``: more than 10 % of points have zero or NaN input gradients through the attacked model;
 - ``random``: predictions change between identical calls on a defense not declared randomized
   (it was evaluated without EOT and repeated predictions);
+- ``quantized``: the diagnostics found an input quantiser the defense does not declare (its logits are piecewise
+  constant along pixel axes, ``benchmark.run.quantizer_search``): gradient attacks search the wrong space, the
+  threshold-aware ``quantized`` attack searches the crossings the model sees;
 - ``stale``: the cell's weights (``weights_sha256``, where both records carry it) or its clean accuracy
   differ from those of the latest cell of the same defense key and test slice: it was computed on other
   weights (a checkpoint trained again, e.g. before training was seeded) or on other clean draws of a
@@ -89,6 +92,9 @@ def sanity_flags(frame: pd.DataFrame) -> pd.Series:
     if "gradient_masking_share" in ok:
         for index in ok.index[ok["gradient_masking_share"] > MASKED_LIMIT]:
             flags[index].append("masked")
+    if "quantizer_found" in ok:
+        for index in ok.index[ok["quantizer_found"].fillna(False).astype(bool)]:
+            flags[index].append("quantized")
     if "prediction_flip_share" in ok:
         undeclared = (ok["prediction_flip_share"] > 0) & ~ok["randomized"].astype(bool)
         for index in ok.index[undeclared]:

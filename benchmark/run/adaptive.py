@@ -13,7 +13,9 @@ that are neither zero nor NaN, so no diagnostic fires on it.  So the protocol al
 2. **Second stage**, the label-only attacks at the profile's full budget on every point, when a probe
    breaks a point every gradient attack left standing or finds a smaller median perturbation than
    they did, the ``masked`` or ``blackbox`` flag fires, or the defense declares a non-differentiable
-   step.
+   step; and the threshold-aware ``quantized`` attack whenever the defense declares an input quantiser
+   or the diagnostics found one (ranking its crossings by score queries where the model has no input
+   gradient at all).
 
 Each record's note says why its attack was chosen; the per-point worst case over everything that ran
 is the headline, as always.
@@ -131,9 +133,24 @@ def _probe_is_smaller(rows: pd.DataFrame, probes: set[str]) -> str | None:
     return None
 
 
-def second_stage(reasons: list[str]) -> list[Choice]:
+def quantizer_choice(frame: pd.DataFrame, label: str, norm: str) -> Choice | None:
+    """The threshold-aware attack, where the first stage's records say the defense has an input quantiser
+    (declared or found); through score queries where its input gradients are missing on every point."""
+    rows = frame[(frame["defense"] == label) & (frame["threat_model"] == norm)]
+    if "input_quantizer" not in rows or rows["input_quantizer"].dropna().empty:
+        return None
+    quantizer = str(rows["input_quantizer"].dropna().iloc[0])
+    share = rows["gradient_masking_share"].dropna()
+    no_gradients = not share.empty and float(share.max()) >= 1.0
+    spec = Spec.parse("quantized:gradients=false" if no_gradients else "quantized")
+    how = "ranked by score queries (no input gradients)" if no_gradients else "ranked by its input gradient"
+    return Choice(spec, f"threshold-aware, {how}: input quantiser {quantizer}")
+
+
+def second_stage(reasons: list[str], quantized: Choice | None = None) -> list[Choice]:
     why = "label-only at full budget: " + "; ".join(reasons)
-    return [Choice(Spec(name), why) for name in LABEL_ONLY]
+    label_only = [Choice(Spec(name), why) for name in LABEL_ONLY] if reasons else []
+    return label_only + ([quantized] if quantized is not None else [])
 
 
 def with_choices(config: RunConfig, defense: Spec, choices: list[Choice]) -> RunConfig:
@@ -159,13 +176,19 @@ def run_adaptive(config: RunConfig, given: Mapping[Spec, Defense] | None = None)
         result = run_benchmark(with_choices(config, spec, first), given)
         computed, failures = computed + result.computed, [*failures, *result.failures]
         reasons = escalation_reasons(result.frame, defense, spec.label, config.norm, first)
+        quantized = quantizer_choice(result.frame, spec.label, config.norm)
         ran = ", ".join(choice.spec.label for choice in first)
-        if not reasons:
-            lines.append(f"adaptive: {spec.label}: ran {ran}; no probe or flag called for more")
+        if not reasons and quantized is None:
+            lines.append(f"adaptive: {spec.label}: ran {ran}; no probe, flag or quantiser called for more")
             continue
-        second = second_stage(reasons)
+        second = second_stage(reasons, quantized)
         result = run_benchmark(with_choices(config, spec, second), given)
         computed, failures = computed + result.computed, [*failures, *result.failures]
-        added = ", ".join(choice.spec.label for choice in second)
-        lines.append(f"adaptive: {spec.label}: ran {ran}; added {added} at full budget because {'; '.join(reasons)}")
+        said = []
+        if reasons:
+            added = ", ".join(name for name in LABEL_ONLY)
+            said.append(f"added {added} at full budget because {'; '.join(reasons)}")
+        if quantized is not None:
+            said.append(f"added {quantized.spec.label} ({quantized.reason})")
+        lines.append(f"adaptive: {spec.label}: ran {ran}; {'; '.join(said)}")
     return RunResult(result.frame, computed, tuple(failures), tuple(lines))

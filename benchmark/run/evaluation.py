@@ -24,10 +24,12 @@ from benchmark.run.environment import Environment
 from benchmark.run.measurements import PropagationCounter, cell_metrics, robust_predictions
 from benchmark.run.plan import SURROGATE_SEED_OFFSET, Cell, CleanEvaluation
 from benchmark.run.provenance import describe_device, library_versions
+from benchmark.run.quantizer_search import find_input_quantizer
 from benchmark.run.training import TrainedDefense
 from defenses.base import Defense
 from foundation.errors import BenchError
 from foundation.parameters import frozen_parameters
+from foundation.quantizers import Quantizer
 from foundation.seeding import seed_from_key, seeded
 
 #: Wraps the batch loop of an attack in a progress bar (``Reporter.progress``), or leaves it as it is.
@@ -83,6 +85,15 @@ def criterion(defense: Defense, attack: Attack, attacked: nn.Module, repeats: in
     return RepeatedMisclassification(predict, repeats, stochastic=defense.randomized)
 
 
+def input_quantizer(defense: Defense, clean_record: dict[str, Any]) -> Quantizer | None:
+    """The defense's declared input quantiser, else the one its diagnostics found (stored with its clean record)."""
+    declared = defense.input_quantizer()
+    if declared is not None:
+        return declared
+    found = clean_record.get("input_quantizer")
+    return Quantizer.from_json(found) if found else None
+
+
 def missing_capability(cell: Cell, attack: Attack, defense: Defense, clean_record: dict[str, Any]) -> str | None:
     """Why the cell's attack cannot run on its defense, or ``None``.
 
@@ -90,21 +101,42 @@ def missing_capability(cell: Cell, attack: Attack, defense: Defense, clean_recor
     missing on every test point (``gradient_masking_share`` 1) has none to offer: a gradient attack
     would only report its clean accuracy, a number that looks robust and means nothing.
     """
+    if attack.uses_quantizer and input_quantizer(defense, clean_record) is None:
+        return (
+            f"{cell.attack.label} attacks an input quantiser, and {cell.defense.label} neither declares one nor has "
+            "logits piecewise constant along pixel axes (the diagnostics found none)"
+        )
     missing = attack.requires - defense.provides
     if missing:
         members = attack.requirers(frozenset(missing))
         whose = f" (for its member {', '.join(members)})" if members else ""
         return f"{cell.attack.label} needs {', '.join(sorted(missing))}{whose}, which {cell.defense.label} lacks"
     if "gradients" in attack.requires and clean_record["diagnostics"].get("gradient_masking_share", 0.0) >= 1.0:
+        instead = (
+            f"{attack.name}:gradients=false ranks its crossings by score queries"
+            if attack.uses_quantizer
+            else ("query, transfer and label-only attacks measure it, or add BPDA")
+        )
         return (
             f"{cell.attack.label} needs input gradients, and those of {cell.defense.label} are zero or missing "
-            "on every test point (masked); query, transfer and label-only attacks measure it, or add BPDA"
+            f"on every test point (masked); {instead}"
         )
     return None
 
 
 #: A defense's test points: images and labels (on any device; moved to the environment's).
 Points = tuple[Tensor, Tensor]
+
+
+def _found_quantizer(defense: Defense, x: Tensor, batch_size: int) -> Quantizer | None:
+    """The input quantiser the diagnostics find on a deterministic defense; none where its logits on the probing
+    images are not finite (the search is a diagnostic: the cells that query such images fail, saying so)."""
+    if defense.randomized:
+        return None
+    try:
+        return find_input_quantizer(lambda images: defense.predict(images, batch_size), x)
+    except BenchError:
+        return None
 
 
 def evaluate_clean(job: CleanEvaluation, trained: TrainedDefense, points: Points, env: Environment) -> dict[str, Any]:
@@ -115,6 +147,7 @@ def evaluate_clean(job: CleanEvaluation, trained: TrainedDefense, points: Points
     with seeded(seed_from_key(job.key), env.torch_device):
         clean = repeated_predictions(defense, x, y, job.prediction_repeats, batch_size)
         diagnostics = defense_diagnostics(defense, x, y, job.eot_samples, batch_size)
+        quantizer = defense.input_quantizer() or _found_quantizer(defense, x, batch_size)
     return {
         "clean_key": job.key,
         "defense": job.defense.label,
@@ -124,6 +157,7 @@ def evaluate_clean(job: CleanEvaluation, trained: TrainedDefense, points: Points
         "seed": job.seed,
         "predictions": clean.tolist(),
         "diagnostics": diagnostics,
+        "input_quantizer": None if quantizer is None else quantizer.to_json(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
@@ -158,6 +192,9 @@ def evaluate_cell(
             f"(sha256 {clean_record['weights_sha256'][:12]}…, the checkpoint's is {trained.weights_sha256[:12]}…); "
             f"delete clean/{cell.clean_key}.json in the results directory and rerun",
         )
+    quantizer = input_quantizer(trained.defense, clean_record)
+    if quantizer is not None:
+        attack = attack.with_quantizer(quantizer)
     with seeded(cell.random_seed, env.torch_device):
         try:
             return _attack_and_measure(
@@ -280,10 +317,19 @@ def base_record(
         "eot_samples": cell.eot_samples,
         "prediction_repeats": cell.prediction_repeats,
         **clean_record["diagnostics"],
+        **_quantizer_fields(trained.defense, clean_record),
         "device": describe_device(env.torch_device),
         "library_versions": library_versions(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+def _quantizer_fields(defense: Defense, clean_record: dict[str, Any]) -> dict[str, Any]:
+    """The input quantiser a record's defense declares or was found to have, and whether it was found."""
+    quantizer = input_quantizer(defense, clean_record)
+    if quantizer is None:
+        return {}
+    return {"input_quantizer": quantizer.describe(), "quantizer_found": defense.input_quantizer() is None}
 
 
 def _note(cell: Cell, attack: Attack) -> str:

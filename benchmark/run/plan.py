@@ -181,8 +181,13 @@ class Planner:
     def on_its_test_points(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The rows of a leaderboard frame whose defense is not this run's, or is on this run's test points
         (``--n-test`` capped per defense): not the rows of other test sizes in the same store."""
+        import pandas as pd  # the planner itself imports no pandas: only this filter of a frame needs it
+
         points = {spec.label: self.n_test(self.defense(spec)) for spec in self.config.defenses}
-        kept = [points.get(defense) in (None, n) for defense, n in zip(frame["defense"], frame["n"], strict=True)]
+        kept = [
+            pd.isna(n) or points.get(defense) in (None, n)  # skipped cells measured no points
+            for defense, n in zip(frame["defense"], frame["n"], strict=True)
+        ]
         return frame[kept]
 
     def prediction_repeats(self, defense: Defense) -> int:

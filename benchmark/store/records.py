@@ -111,8 +111,17 @@ OPTIONAL_FIELDS: dict[str, tuple[Check, str]] = {
     "weights_sha256": (_sha256, "a sha256 hex digest"),
     "minimal_norms": (_hex, "a hex string"),
     "forward_passes": (lambda v: _is_number(v) and v >= 0, "a non-negative number"),
+    "input_quantizer": (lambda v: v is None or isinstance(v, str), "text or null"),
+    "quantizer_found": (_flag, "true or false"),
     "backward_passes": (lambda v: _is_number(v) and v >= 0, "a non-negative number"),
 }
+_QUANTIZER: tuple[Check, str] = (
+    lambda v: (
+        v is None
+        or (isinstance(v, dict) and all(isinstance(v.get(side), list) and v[side] for side in ("below", "above")))
+    ),
+    "null or a quantizer (below, above thresholds)",
+)
 #: Fields of a clean-evaluation record (a defense's clean predictions on a test slice).
 CLEAN_FIELDS: dict[str, tuple[Check, str]] = {
     "clean_key": (lambda v: isinstance(v, str) and HEX_KEY.fullmatch(v) is not None, "a 16-digit hex key"),
@@ -188,7 +197,7 @@ def clean_problem(record: Any, key: str) -> str | None:
     if not isinstance(record, dict):
         return f"holds a JSON {type(record).__name__}, not a record"
     problem = _field_problem(record, CLEAN_FIELDS, True) or _field_problem(
-        record, {"weights_sha256": OPTIONAL_FIELDS["weights_sha256"]}, False
+        record, {"weights_sha256": OPTIONAL_FIELDS["weights_sha256"], "input_quantizer": _QUANTIZER}, False
     )
     if problem:
         return problem

@@ -135,3 +135,28 @@ def test_a_straight_through_twin_is_caught_by_the_probe(bench, tmp_path, weights
     assert "adaptive: standard AutoAttack, always" in frame.loc["autoattack", "note"]
     star = frame.loc["pointwise", "note"]
     assert "label-only at full budget" in star
+
+
+def test_adaptive_alone_finds_the_threshold_and_runs_the_threshold_aware_attack(bench, tmp_path, weights):
+    """``bench run --attacks adaptive`` in the README's form (no other attack) on the hard threshold, which
+    declares nothing: the diagnostics find the threshold and the protocol adds the threshold-aware attack."""
+    source = tmp_path / "binarised.py"
+    source.write_text(MODEL_FILE)
+    out = tmp_path / "out"
+    spec = f"model:source={source}:entry=hard:weights={weights}:name=hard"
+    code, stdout, stderr = bench(
+        "run", "--defenses", spec, "--attacks", "adaptive", "--norm", "l2", "--eps", "1.5", "--n-test", "100",
+        "--out", str(out),
+    )  # fmt: skip
+    assert code == 0 and "Traceback" not in stderr
+    assert "added quantized:gradients=false (threshold-aware, ranked by score queries" in stdout
+    assert "input quantiser 2 levels, threshold 0.5 (found by the diagnostics" in stdout
+    frame = leaderboard(out).fillna({"flags": "", "note": ""}).set_index("attack")
+    quantized = "quantized:gradients=false"
+    assert frame.loc[quantized, "status"] == "ok" and "quantized" in frame.loc[quantized, "flags"]
+    assert frame.loc[quantized, "input_quantizer"].startswith("2 levels, threshold 0.5 (found by the diagnostics")
+    others = [
+        attack for attack in frame.index if attack not in (quantized, "worst") and frame.loc[attack, "status"] == "ok"
+    ]
+    assert others and all(_robust(frame, quantized) <= _robust(frame, attack) for attack in others)
+    assert _robust(frame, quantized) <= 0.10  # the label-only attacks leave far more on this model

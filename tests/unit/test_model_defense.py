@@ -184,6 +184,7 @@ def errors(tmp_path: Path) -> dict[str, tuple[str, str]]:
         "both source and module": (f"model:source={net}:module=os.path:weights={fits}", "got both"),
         "neither source nor module": ("model:weights=x.pt", "exactly one of source=FILE.py or module=PACKAGE.MODULE"),
         "module not found": ("model:module=no_such_package_xyz.net", "no module named 'no_such_package_xyz.net'"),
+        "bad quantizer": (f"model:source={net}:quantizer=ternary", "option quantizer of defense 'model': quantizer"),
     }
 
 
@@ -208,6 +209,7 @@ CASES = [
     "both source and module",
     "neither source nor module",
     "module not found",
+    "bad quantizer",
 ]
 
 
@@ -319,3 +321,11 @@ def test_a_source_file_is_imported_once_per_content(tmp_path):
         assert builtins._bench_imports == 2
     finally:
         del builtins._bench_imports
+
+
+def test_a_declared_quantizer_is_the_defenses_and_enters_its_key(tmp_path):
+    source = write(tmp_path / "net.py", LINEAR)
+    declared = DEFENSES.build(f"model:source={source}:quantizer=levels@4", "smoke")
+    assert declared.input_quantizer().describe() == "4 levels, thresholds 0.1667, 0.5, 0.8333 (declared in the spec)"
+    assert DEFENSES.build(f"model:source={source}", "smoke").input_quantizer() is None
+    assert key(f"model:source={source}:quantizer=binary") != key(f"model:source={source}")

@@ -209,7 +209,7 @@ def test_defense_page_has_cells_provenance_and_paper_figures(site):
 
 def test_flag_legend_is_parsed_whole():
     legend = flag_explanations()
-    assert set(legend) == {"eps0", "rises", "unbroken", "blackbox", "masked", "random", "stale"}
+    assert set(legend) == {"eps0", "rises", "unbroken", "blackbox", "masked", "random", "quantized", "stale"}
     assert all(text and text in FLAG_LEGEND for text in legend.values())
 
 
