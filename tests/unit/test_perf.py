@@ -165,6 +165,26 @@ def test_the_autoattack_target_compares_against_torchattacks_at_the_standard_bud
     assert find(statuses(measured_frame()), target) == NOT_MEASURED
 
 
+def test_the_quantized_target_compares_with_the_faster_pointwise_at_a_median_no_larger():
+    from benchmark.perf import quantized
+
+    task, target = quantized.task_name(False), "quantized (score queries)"
+
+    def frame(ips: float, median: float) -> pd.DataFrame:
+        return to_frame(
+            [
+                row("quantized", task, quantized.SCORES, ips, median_perturbation=median),
+                row("quantized", task, quantized.POINTWISE, 2.0, median_perturbation=1.7),
+                row("quantized", task, quantized.FOOLBOX, 1.0, median_perturbation=2.0),
+            ]
+        )
+
+    assert find(statuses(frame(20.0, 1.0)), target) == MET  # 10× the faster (2.0 points/s)
+    assert find(statuses(frame(15.0, 1.0)), target) == NOT_MET  # 7.5× only
+    assert find(statuses(frame(30.0, 1.8)), target) == NOT_MET  # fast, but larger perturbations
+    assert find(statuses(measured_frame()), target) == NOT_MEASURED
+
+
 def test_report_writes_csv_and_markdown_with_machine_header_and_targets(tmp_path):
     frame = measured_frame()
     rows = [Measurement(**record) for record in frame.to_dict("records")]
