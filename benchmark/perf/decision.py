@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from attacks.base import ATTACKS
 from benchmark.perf.measurements import DECISION, Measurement, from_timings
-from benchmark.perf.timing import Contender, synchronizer, time_round_robin
+from benchmark.perf.timing import Contender, Timing, synchronizer, time_round_robin
 from benchmark.perf.workbench import Workbench, log
 from foundation.parameters import frozen_parameters
 
@@ -74,18 +74,32 @@ def decision_rows(bench: Workbench, section: str = DECISION) -> list[Measurement
     x, y = batch.x, batch.y
     task = task_name(quick_check)
     log(f"{task}: {bench.settings.repeats} rounds on {len(x)} images")
-    with frozen_parameters(model):
-        timings = time_round_robin(
-            _contenders(model, x, y, quick_check), bench.settings.repeats, synchronize=synchronizer(bench.device)
-        )
-        sizes = {timing.name: median_perturbation(model, x, y, timing.output) for timing in timings}
+    timings, sizes = timed_minimal(bench, _contenders(model, x, y, quick_check), model, x, y)
     rows = from_timings(section, task, timings, device=bench.device_name, batch=len(x), reference=ART, note=origin)
+    return with_perturbations(rows, sizes, "median L2 perturbation")
+
+
+def timed_minimal(
+    bench: Workbench, contenders: list[Contender], judge: nn.Module, x: Tensor, y: Tensor
+) -> tuple[list[Timing], dict[str, tuple[float, float]]]:
+    """The contenders timed round-robin, and per contender the median size of its examples and the share broken
+    as ``judge`` classifies them."""
+    with frozen_parameters(judge):
+        timings = time_round_robin(contenders, bench.settings.repeats, synchronize=synchronizer(bench.device))
+        sizes = {timing.name: median_perturbation(judge, x, y, timing.output) for timing in timings}
+    return timings, sizes
+
+
+def with_perturbations(
+    rows: list[Measurement], sizes: dict[str, tuple[float, float]], measure: str, tail: str = ""
+) -> list[Measurement]:
+    """The rows with each contender's median perturbation (``median_perturbation`` and the note) and share broken."""
     return [
         Measurement(
             **{
                 **row.__dict__,
-                "note": f"{row.note}; median L2 perturbation {sizes[row.contender][0]:.3f}, "
-                f"{100 * sizes[row.contender][1]:.0f} % broken",
+                "note": f"{row.note}; {measure} {sizes[row.contender][0]:.3f}, "
+                f"{100 * sizes[row.contender][1]:.0f} % broken{tail}",
                 "median_perturbation": sizes[row.contender][0],
             }
         )

@@ -15,12 +15,11 @@ import torch
 from torch import Tensor, nn
 
 from attacks.base import ATTACKS
-from benchmark.perf.decision import median_perturbation
+from benchmark.perf.decision import timed_minimal, with_perturbations
 from benchmark.perf.measurements import QUANTIZED, Measurement, from_timings
-from benchmark.perf.timing import Contender, synchronizer, time_round_robin
+from benchmark.perf.timing import Contender
 from benchmark.perf.workbench import Workbench, log
 from foundation.adaptive import BPDA
-from foundation.parameters import frozen_parameters
 from foundation.quantizers import Quantizer
 
 SCORES = "harness quantized (score queries, hard threshold)"
@@ -84,21 +83,7 @@ def quantized_rows(bench: Workbench, section: str = QUANTIZED) -> list[Measureme
     x, y = batch.x, batch.y
     task = task_name(quick_check)
     log(f"{task}: {bench.settings.repeats} rounds")
-    with frozen_parameters(cnn):
-        timings = time_round_robin(
-            _contenders(hard, twin, x, y, quick_check), bench.settings.repeats, synchronize=synchronizer(bench.device)
-        )
-        sizes = {timing.name: median_perturbation(hard, x, y, timing.output) for timing in timings}
+    timings, sizes = timed_minimal(bench, _contenders(hard, twin, x, y, quick_check), hard, x, y)
     better = min((t for t in timings if t.name in (POINTWISE, FOOLBOX)), key=lambda t: t.median).name
     rows = from_timings(section, task, timings, device=bench.device_name, batch=len(x), reference=better, note=origin)
-    return [
-        Measurement(
-            **{
-                **row.__dict__,
-                "note": f"{row.note}; median ε* {sizes[row.contender][0]:.3f}, "
-                f"{100 * sizes[row.contender][1]:.0f} % broken; reference: the faster Pointwise",
-                "median_perturbation": sizes[row.contender][0],
-            }
-        )
-        for row in rows
-    ]
+    return with_perturbations(rows, sizes, "median ε*", "; reference: the faster Pointwise")

@@ -133,12 +133,16 @@ class ResultStore:
         return hashlib.sha256(data).hexdigest()
 
     def get_clean(self, key: str) -> dict[str, Any] | None:
-        """The valid clean-evaluation record ``key`` (a defense's clean predictions), or ``None``."""
+        """The valid clean-evaluation record ``key`` (a defense's clean predictions), or ``None``.
+
+        ``None`` too for a record stored before the diagnostics looked for input quantisers (no
+        ``input_quantizer`` field): computed again, its predictions are drawn from the same seeds, and the
+        search is added."""
         path = self.clean / f"{key}.json"
         if not path.exists():
             return None
         record, problem = _read(path, clean_problem)
-        return None if problem else record
+        return None if problem or "input_quantizer" not in record else record
 
     def write_clean(self, record: dict[str, Any]) -> None:
         self._write_json(self.clean / f"{record['clean_key']}.json", record)

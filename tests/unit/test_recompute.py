@@ -26,6 +26,7 @@ CLEAN = {
     "n": 2,
     "predictions": [3, 1],
     "diagnostics": {},
+    "input_quantizer": None,
 }
 
 

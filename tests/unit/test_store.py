@@ -91,9 +91,16 @@ def test_a_removed_cell_takes_its_adversarials_with_it_and_leaves_the_others(tmp
 
 def test_invalid_clean_evaluations_are_not_trusted(tmp_path):
     store = ResultStore(tmp_path)
-    good = {"clean_key": KEY, "defense_key": "d", "n": 2, "predictions": [3, 1], "diagnostics": {"flip": 0.0}}
+    good = {
+        "clean_key": KEY, "defense_key": "d", "n": 2, "predictions": [3, 1], "diagnostics": {"flip": 0.0},
+        "input_quantizer": None,
+    }  # fmt: skip
     store.write_clean(good)
     assert store.get_clean(KEY) == good
+    store.write_clean({key: value for key, value in good.items() if key != "input_quantizer"})
+    assert store.get_clean(KEY) is None  # stored before the quantiser search: computed again
+    store.write_clean({**good, "input_quantizer": {"below": [0.4], "above": "x"}})
+    assert store.get_clean(KEY) is None and "null or a quantizer" in str(store.invalid()[0])
     store.write_clean({**good, "predictions": [3]})
     assert store.get_clean(KEY) is None
     assert "holds 1 predictions, not n = 2" in str(store.invalid()[0])
