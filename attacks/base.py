@@ -314,14 +314,17 @@ def _per_image(values: Tensor, like: Tensor) -> Tensor:
 
 
 def project_l2(x: Tensor, x_adv: Tensor, eps: float) -> Tensor:
-    """Scale ``x_adv − x`` into the L2 ball of radius eps, then clip to [0, 1].
+    """Scale ``x_adv − x`` into the L2 ball of radius eps, then clip to [0, 1]; examples already inside the ball
+    keep their values, clipped to the box only (``x + (x_adv − x)`` can differ from ``x_adv`` in the last bit,
+    enough to undo a threshold crossing placed exactly at a quantiser's threshold).
 
     Clipping moves every pixel towards x (x is in the box), so it never leaves the ball.
     """
     delta = x_adv - x
     norms = delta.flatten(1).norm(dim=1)
     scale = (eps / norms.clamp_min(1e-12)).clamp(max=1.0)
-    return (x + delta * _per_image(scale, delta)).clamp_(0.0, 1.0)
+    scaled = x + delta * _per_image(scale, delta)
+    return torch.where(_per_image(norms <= eps, delta), x_adv, scaled).clamp_(0.0, 1.0)
 
 
 def project(x: Tensor, x_adv: Tensor, eps: float, threat_model: str) -> Tensor:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from attacks.base import ATTACKS, check_threat_model
+from attacks.base import ATTACKS, check_threat_model, project
 from benchmark.run.quantizer_search import find_input_quantizer
 from foundation.errors import BenchError
 from foundation.quantizers import Quantizer
@@ -195,3 +195,18 @@ def test_binary_abs_declares_its_binarisation_and_abs_declares_none():
     declared = DEFENSES.build("binary-abs", "smoke").input_quantizer()
     assert declared.describe() == "2 levels, threshold 0.5 (declared by binary-abs)"
     assert DEFENSES.build("abs", "smoke").input_quantizer() is None
+
+
+def test_examples_inside_the_ball_keep_their_threshold_crossings_through_the_projection():
+    """``x + (x_adv − x)`` is not always ``x_adv``: a white pixel moved just below the threshold came back as 0.5
+    (one bit up) before the projection returned examples inside the ball as they are."""
+    x = torch.ones(1, 4)
+    x_adv = x.clone()
+    x_adv[0, 0] = Quantizer.binary(0.5).below
+    for norm in ("l2", "linf"):
+        assert torch.equal(project(x, x_adv, 1.0, norm), x_adv)
+    model = BinarisedLinear(1, straight_through=True, dimension=64, classes=10)
+    images = torch.rand(64, 64, generator=torch.Generator().manual_seed(3))
+    y = model(images).argmax(dim=1)
+    bounded, unbounded = _attack("l2", "quantized").run_minimal_curve(model, images, y, [8.0])
+    assert torch.equal(bounded[0], unbounded)
