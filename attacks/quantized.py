@@ -186,17 +186,18 @@ class CrossingSearch:
         return (logits.gather(1, y) - logits.gather(1, target)).squeeze(1), untargeted
 
     @torch.no_grad()
-    def measure(self, flat: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
-        """Both margins of flattened examples (row i belongs to point ``rows[i]``), in chunks."""
+    def logits(self, flat: Tensor) -> Tensor:
+        """The model's logits of flattened examples, in chunks of ``CHUNK_ROWS``."""
         shape = (-1, *self.shape[1:])
-        parts = [
-            self._margins(self.model(flat[start : start + CHUNK_ROWS].view(shape)), rows[start : start + CHUNK_ROWS])
-            for start in range(0, len(flat), CHUNK_ROWS)
-        ]
-        if not parts:
+        chunks = [self.model(flat[start : start + CHUNK_ROWS].view(shape)) for start in range(0, len(flat), CHUNK_ROWS)]
+        return torch.cat(chunks) if chunks else flat.new_zeros(0, 1)
+
+    def measure(self, flat: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
+        """Both margins of flattened examples (row i belongs to point ``rows[i]``)."""
+        if not len(flat):
             empty = flat.new_zeros(0)
             return empty, empty
-        return torch.cat([guide for guide, _ in parts]), torch.cat([fooled for _, fooled in parts])
+        return self._margins(self.logits(flat), rows)
 
     def gradient(self, rows: Tensor) -> tuple[Tensor, Tensor | None]:
         """The guiding margin at the current examples of ``rows`` and, ranking by gradients, its input gradient
@@ -224,12 +225,7 @@ class CrossingSearch:
         valid, values, _, _ = self.moves(rows)
         local, direction, pixel = valid.nonzero(as_tuple=True)
         flat = self.with_crossings(rows[local], pixel, values[local, direction, pixel])
-        shape = (-1, *self.shape[1:])
-        with torch.no_grad():
-            logits = [
-                self.model(flat[start : start + CHUNK_ROWS].view(shape)) for start in range(0, len(flat), CHUNK_ROWS)
-            ]
-        return local, direction, pixel, torch.cat(logits) if logits else flat.new_zeros(0, 1)
+        return local, direction, pixel, self.logits(flat)
 
     # The search --------------------------------------------------------------------------------------
 

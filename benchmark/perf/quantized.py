@@ -41,7 +41,7 @@ class Binarised(nn.Module):
 
     def __init__(self, model: nn.Module, straight_through: bool) -> None:
         super().__init__()
-        self.model, self.straight_through = model, straight_through
+        self.model = model
         self.binarize = BPDA(self._hard) if straight_through else self._hard
 
     @staticmethod
