@@ -1,6 +1,7 @@
 """Adapters over adv-lib (Rony et al.'s adversarial library), whose attacks AttackBench (Cinà et al. 2025)
-found among the strongest: the minimum-norm ``advlib.fmn`` (L∞ or L2), ``advlib.alma`` and ``advlib.ddn``
-(L2), and the ε-bounded ``advlib.apgd`` and ``advlib.apgd_t`` (L∞ or L2).
+found among the strongest: the minimum-norm ``advlib.fmn`` (L∞, L2, L1 or L0), ``advlib.alma`` and ``advlib.ddn``
+(L2) and ``advlib.sigma_zero`` (L0), and the ε-bounded ``advlib.apgd`` and ``advlib.apgd_t`` (L∞, L2 or L1).
+adv-lib counts L0 over values, the harness over pixel positions (the same on one-channel images).
 
 adv-lib's attacks are batched functions on the model's own tensors that draw their random starts from
 torch's global generator: each runs in a ``library_session`` (a seed from the cell's generator, the
@@ -32,7 +33,7 @@ from attacks.library_backends import (
     library_norm,
     library_session,
     number_of_classes,
-    within_l2_ball,
+    within_ball,
 )
 from foundation.errors import BenchError
 
@@ -109,13 +110,58 @@ class AdvLibFMN(AdvLibMinimization):
     84.5 % at ε = 1.5 where ALMA and DDN leave 56 and 53 %.
     """
 
-    description = "Fast minimum-norm attack, L∞ or L2 minimisation, run once and projected onto each ε (adv-lib fmn)"
+    description = (
+        "Fast minimum-norm attack, L∞, L2, L1 or L0 minimisation, run once and projected onto each ε (adv-lib fmn)"
+    )
     Config = AdvLibFMNConfig
     profile_overrides = MINIMIZATION_STEPS_OVERRIDES
+    norms = frozenset({"linf", "l2", "l1", "l0"})
 
     def _adv_lib_call(self) -> tuple[str, dict[str, Any]]:
         cfg: AdvLibFMNConfig = self.config
         return "fmn", {"norm": self.adv_lib_norm, "steps": cfg.steps, "α_init": cfg.max_stepsize, "γ_init": cfg.gamma}
+
+
+@dataclass(frozen=True)
+class SigmaZeroConfig:
+    """σ-zero (Cinà et al., ICLR 2025) with adv-lib's settings: ``steps`` Adam steps (AttackBench's 1,000) on the
+    logit difference plus a smooth L0 (sharpness ``sigma``) from step size ``step_size`` (cosine-decayed to a tenth),
+    components under a threshold starting at ``threshold`` zeroed, the threshold moved by ``threshold_factor`` · step
+    size each step (up once adversarial, else down)."""
+
+    steps: int = 1000
+    step_size: float = 1.0
+    sigma: float = 0.001
+    threshold: float = 0.3
+    threshold_factor: float = 0.01
+
+    def __post_init__(self) -> None:
+        check_options(
+            self,
+            counts=("steps",),
+            positive=("step_size", "sigma", "threshold_factor"),
+            fractions=("threshold",),
+        )
+
+
+@register_attack("advlib.sigma_zero")
+class AdvLibSigmaZero(AdvLibMinimization):
+    description = "σ-zero, L0 minimisation, run once and projected onto each ε (adv-lib sigma_zero)"
+    Config = SigmaZeroConfig
+    #: Smoke and quick shorten the run (AttackBench's 1,000 steps at paper).
+    profile_overrides = {"smoke": {"steps": 50}, "quick": {"steps": 200}}
+    norms = frozenset({"l0"})
+    threat_model: ThreatModel = "l0"
+
+    def _adv_lib_call(self) -> tuple[str, dict[str, Any]]:
+        cfg: SigmaZeroConfig = self.config
+        return "sigma_zero", {
+            "num_steps": cfg.steps,
+            "η_0": cfg.step_size,
+            "σ": cfg.sigma,
+            "τ_0": cfg.threshold,
+            "τ_factor": cfg.threshold_factor,
+        }
 
 
 class AdvLibL2Minimization(AdvLibMinimization):
@@ -191,9 +237,12 @@ class AdvLibAPGD(AdvLibAttack):
     """APGD (Croce & Hein 2020). Where it fools no iterate, adv-lib returns the clean point (as AutoAttack's code),
     unlike the harness's ``apgd``, which keeps the highest-loss iterate for randomized defenses' fresh draws."""
 
-    description = "Auto-PGD, L∞ or L2, one restart, on the DLR loss (or loss=ce) (adv-lib apgd)"
+    description = (
+        "Auto-PGD, L∞, L2 or L1 (Croce & Hein's L1-APGD), one restart, on the DLR loss (or loss=ce) (adv-lib apgd)"
+    )
     Config = AdvLibAPGDConfig
     profile_overrides = APGD_PROFILE_OVERRIDES
+    norms = frozenset({"linf", "l2", "l1"})
     #: adv-lib's function, and the classes its DLR loss needs (it normalises by the 3rd, targeted 4th, largest logit).
     function: ClassVar[str] = "apgd"
     dlr_classes: ClassVar[int] = 3
@@ -215,7 +264,7 @@ class AdvLibAPGD(AdvLibAttack):
             "rho": APGD_RHO,
             **self._extra_options(classes),
         }
-        return within_l2_ball(self, x, self._call(self.function, model, x, y, generator, **options), eps)
+        return within_ball(self, x, self._call(self.function, model, x, y, generator, **options), eps)
 
     def _extra_options(self, classes: int) -> dict[str, Any]:
         return {}
@@ -235,7 +284,7 @@ class AdvLibAPGDTConfig(AdvLibAPGDConfig):
 
 @register_attack("advlib.apgd_t")
 class AdvLibAPGDT(AdvLibAPGD):
-    description = "Targeted Auto-PGD over the most likely other classes, L∞ or L2 (adv-lib apgd_targeted)"
+    description = "Targeted Auto-PGD over the most likely other classes, L∞, L2 or L1 (adv-lib apgd_targeted)"
     Config = AdvLibAPGDTConfig
     function: ClassVar[str] = "apgd_targeted"
     dlr_classes: ClassVar[int] = 4

@@ -21,18 +21,42 @@ from attacks.criteria import Criterion, Misclassification
 from foundation.errors import BenchError, ThreatModelViolation
 from foundation.quantizers import Quantizer
 from foundation.registry import Plugin, Registry
-from foundation.threat_models import NORM_SYMBOLS, check_norm, validate_epsilon
+from foundation.threat_models import NORM_SYMBOLS, ball_dimension, check_norm, validate_epsilon
 
-ThreatModel = Literal["linf", "l2", "semantic"]
+ThreatModel = Literal["linf", "l2", "l1", "l0", "semantic"]
 
-#: Slack for float32 rounding when checking a norm ball (x + eps - x is not always eps).
+#: Slack for float32 rounding when checking a norm ball (x + eps - x is not always eps); L1 sums one such
+#: rounding per value, so its slack grows with the dimension (L0 counts exactly).
 NORM_TOLERANCE = 1e-6
 
 
-def perturbation_norms(x: Tensor, x_adv: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-example L-infinity and L2 norms of ``x_adv - x``."""
-    delta = (x_adv - x).flatten(1)
-    return delta.abs().amax(dim=1), delta.norm(dim=1)
+def changed_pixels(delta: Tensor) -> Tensor:
+    """Per example, which pixel positions a perturbation changes, flattened: a pixel of an (N, C, H, W) batch is
+    changed when any of its C channels is (Schott et al.'s and Croce & Hein's L0 count); every value of any
+    other shape is a pixel."""
+    changed = delta != 0
+    if delta.ndim == 4:
+        changed = changed.any(dim=1)
+    return changed.flatten(1)
+
+
+def perturbation_size(x: Tensor, x_adv: Tensor, threat_model: str) -> Tensor:
+    """Per-example size of ``x_adv − x`` in the ``threat_model`` norm (L0: changed pixel positions)."""
+    delta = x_adv - x
+    if threat_model == "l0":
+        return changed_pixels(delta).sum(dim=1).to(x.dtype)
+    flat = delta.flatten(1)
+    if threat_model == "l1":
+        return flat.abs().sum(dim=1)
+    if threat_model == "l2":
+        return flat.norm(dim=1)
+    return flat.abs().amax(dim=1)
+
+
+def _tolerance(threat_model: str, dimension: int) -> float:
+    if threat_model == "l0":
+        return 0.0
+    return NORM_TOLERANCE * dimension if threat_model == "l1" else NORM_TOLERANCE
 
 
 def check_threat_model(
@@ -55,14 +79,14 @@ def check_threat_model(
         )
     if threat_model == "semantic" or eps is None:
         return
-    linf, l2 = perturbation_norms(x, x_adv)
-    norms = linf if threat_model == "linf" else l2
-    outside_ball = norms > eps + NORM_TOLERANCE
+    norms = perturbation_size(x, x_adv, threat_model)
+    outside_ball = norms > eps + _tolerance(threat_model, x[0].numel() if len(x) else 0)
     if outside_ball.any():
         symbol = NORM_SYMBOLS[threat_model]
+        what = "changed pixels" if threat_model == "l0" else "perturbation"
         raise ThreatModelViolation(
             f"{attack} returned {int(outside_ball.sum())} of {len(x)} examples outside the {symbol} ball "
-            f"of radius {eps:g} (largest perturbation {norms.max().item():.6g})"
+            f"of radius {eps:g} (largest {what} {norms.max().item():.6g})"
         )
 
 
@@ -192,7 +216,7 @@ class Attack(Plugin, ABC):
         *,
         minimal: bool,
     ) -> tuple[list[Tensor], Tensor | None]:
-        dimension = x[0].numel() if len(x) else None
+        dimension = ball_dimension(x.shape[1:], self.threat_model) if len(x) else None
         epsilons = [
             validate_epsilon(eps, self.threat_model, dimension) if self.uses_epsilon or eps is not None else None
             for eps in epsilons
@@ -327,8 +351,42 @@ def project_l2(x: Tensor, x_adv: Tensor, eps: float) -> Tensor:
     return torch.where(_per_image(norms <= eps, delta), x_adv, scaled).clamp_(0.0, 1.0)
 
 
+def project_l1(x: Tensor, x_adv: Tensor, eps: float) -> Tensor:
+    """Scale ``x_adv − x`` into the L1 ball of radius eps (as ``project_l2`` does in L2: a minimal adversarial's
+    direction is kept), then clip to [0, 1]; examples already inside keep their values."""
+    delta = x_adv - x
+    norms = delta.flatten(1).abs().sum(dim=1)
+    # The scaled sum of float32 values can exceed eps by a rounding per value: aim a little inside.
+    scale = (eps * (1 - 4 * NORM_TOLERANCE) / norms.clamp_min(1e-12)).clamp(max=1.0)
+    scaled = x + delta * _per_image(scale, delta)
+    return torch.where(_per_image(norms <= eps, delta), x_adv, scaled).clamp_(0.0, 1.0)
+
+
+def project_l0(x: Tensor, x_adv: Tensor, eps: float) -> Tensor:
+    """Keep each example's ``eps`` most changed pixel positions (largest change over its channels) and reset
+    the others to x: the nearest point of the L0 ball in every other norm."""
+    delta = x_adv - x
+    changes = delta.abs().amax(dim=1) if delta.ndim == 4 else delta
+    flat = changes.flatten(1)
+    keep = int(eps)
+    if keep >= flat.shape[1]:
+        return x_adv.clone()
+    kept = torch.zeros_like(flat, dtype=torch.bool)
+    if keep > 0:
+        kept.scatter_(1, flat.topk(keep, dim=1).indices, True)
+    kept &= flat > 0
+    mask = kept.view(changes.shape)
+    if delta.ndim == 4:
+        mask = mask.unsqueeze(1)
+    return torch.where(mask, x_adv, x)
+
+
 def project(x: Tensor, x_adv: Tensor, eps: float, threat_model: str) -> Tensor:
     """Project onto the ``threat_model`` ball of radius eps around x, intersected with [0, 1]."""
+    if threat_model == "l0":
+        return project_l0(x, x_adv, eps)
+    if threat_model == "l1":
+        return project_l1(x, x_adv, eps)
     return project_l2(x, x_adv, eps) if threat_model == "l2" else project_linf(x, x_adv, eps)
 
 

@@ -1,4 +1,5 @@
-"""Batched decision-based attacks: ``boundary``, ``hsj`` and ``pointwise``, in L2 and L∞.
+"""Batched decision-based attacks: ``boundary``, ``hsj`` and ``pointwise``, in L2 and L∞ (``pointwise`` in L1
+and L0 too).
 
 They see only whether an example fools the model (the table's own rule, through the call's
 criterion), never gradients or scores, so masked or obfuscated gradients cannot fool them: they are
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from attacks.base import Attack, register_attack
+from attacks.base import Attack, perturbation_size, register_attack
 from attacks.library_backends import library_norm
 
 #: Rows of images per forward pass when one query step covers many images (HopSkipJump's estimates).
@@ -75,8 +76,7 @@ class _SubsetOracle(LabelOracle):
 
 def distances(x: Tensor, x_adv: Tensor, threat_model: str) -> Tensor:
     """Per-image size of ``x_adv − x`` in the threat model's norm."""
-    delta = (x_adv - x).flatten(1)
-    return delta.abs().amax(dim=1) if threat_model == "linf" else delta.norm(dim=1)
+    return perturbation_size(x, x_adv, threat_model)
 
 
 def _per_image(values: Tensor, like: Tensor) -> Tensor:
@@ -489,8 +489,12 @@ class Pointwise(DecisionAttack):
     Attack's result), all in one batch, and keeps each point's smallest result in the threat model.
     Sparse, label-only search is what finds the few flipped pixels that defeat binarising models."""
 
-    description = "Pointwise Attack (Schott et al.), sparse, decision-based, batched, several starts; projected onto ε"
+    description = (
+        "Pointwise Attack (Schott et al.), sparse, decision-based, batched, several starts; L∞, L2, L1, or L0 (its "
+        "pixel-reset stage alone); projected onto ε"
+    )
     Config = PointwiseConfig
+    norms = frozenset({"linf", "l2", "l1", "l0"})
     profile_overrides = {
         "smoke": {"queries": 1000, "nearest": 2, "boundary_queries": 200, "init_size": 20},
         "quick": {"queries": 5000, "boundary_queries": 1000},
@@ -522,7 +526,7 @@ class Pointwise(DecisionAttack):
             begin, found = starting_points(oracle, x, cfg.init_size, generator, self.threat_model, nearest=cfg.nearest)
             points = found.nonzero().squeeze(1)
             boundary = Boundary(BoundaryConfig(queries=cfg.boundary_queries, init_size=cfg.init_size))
-            boundary.threat_model = self.threat_model
+            boundary.threat_model = self.threat_model if self.threat_model in Boundary.norms else "l2"
             walked = boundary._walk(oracle.subset(points, inherit=False), x[points], begin[points], generator)
             starts, owners = torch.cat([starts, walked]), torch.cat([owners, points])
         keep = oracle(starts, owners)
@@ -539,7 +543,8 @@ class Pointwise(DecisionAttack):
         def ask(candidate: Tensor, rows: Tensor) -> Tensor:
             return oracle(candidate.view(shape), rows)
 
-        for search in (False, True):
+        # L0 counts pixels, not their size: the reset stage alone (bisection would only shrink changed pixels).
+        for search in (False,) if self.threat_model == "l0" else (False, True):
             while self._pass(ask, flat_x, flat_adv, oracle.queries, budget, generator, search=search):
                 pass
         return flat_adv.view_as(adv)

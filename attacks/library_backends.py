@@ -14,20 +14,21 @@ from foundation.errors import BenchError
 from foundation.parameters import frozen_parameters
 from foundation.seeding import seeded
 
-#: Our norm-ball threat models as each library spells them: torchattacks' ``norm=``, the prefix of
-#: Foolbox's attack classes (``LinfPGD``, ``L2PGD``), ART's ``norm=``, adv-lib's ``norm=`` and torch's ``p=``
-#: (``torch.cdist``).
+#: Our norm-ball threat models as each library spells them, where it has them: torchattacks' ``norm=`` (L∞ and
+#: L2 only), the prefix of Foolbox's attack classes (``LinfPGD``, ``L2PGD``, ``L1FMNAttack``, ``L0FMNAttack``), ART's
+#: ``norm=`` (no ART attack takes an L0 ``norm``), adv-lib's ``norm=`` and torch's ``p=`` (``torch.cdist``).  Foolbox,
+#: adv-lib and torch count L0 over values, the harness over pixel positions: the same on one-channel images.
 LIBRARY_NORMS: dict[str, dict[str, Any]] = {
-    "torch": {"linf": float("inf"), "l2": 2.0},
+    "torch": {"linf": float("inf"), "l2": 2.0, "l1": 1.0, "l0": 0.0},
     "torchattacks": {"linf": "Linf", "l2": "L2"},
-    "foolbox": {"linf": "Linf", "l2": "L2"},
-    "art": {"linf": float("inf"), "l2": 2},
-    "adv_lib": {"linf": float("inf"), "l2": 2.0},
+    "foolbox": {"linf": "Linf", "l2": "L2", "l1": "L1", "l0": "L0"},
+    "art": {"linf": float("inf"), "l2": 2, "l1": 1},
+    "adv_lib": {"linf": float("inf"), "l2": 2.0, "l1": 1.0, "l0": 0.0},
 }
 
 
 def library_norm(library: str, threat_model: str) -> Any:
-    """``threat_model`` ("linf" or "l2") in ``library``'s spelling (see ``LIBRARY_NORMS``)."""
+    """``threat_model`` in ``library``'s spelling (see ``LIBRARY_NORMS``)."""
     return LIBRARY_NORMS[library][threat_model]
 
 
@@ -41,10 +42,15 @@ def number_of_classes(model: nn.Module, x: Tensor) -> int:
         return int(model(x[:1]).shape[-1])
 
 
-def within_l2_ball(attack: Attack, x: Tensor, x_adv: Tensor, eps: float) -> Tensor:
-    """A library's examples as the guard wants them: under L2 projected onto the ε ball and the box (the
-    libraries stop on the sphere up to their own rounding); under L∞ exactly as the library returned them."""
-    return attack.project(x, x_adv, eps) if attack.threat_model == "l2" else x_adv
+def within_ball(attack: Attack, x: Tensor, x_adv: Tensor, eps: float) -> Tensor:
+    """A library's examples as the guard wants them: under L∞ exactly as the library returned them; in the other
+    norms projected onto the ε ball and the box (the libraries stop on the L2 sphere or the L1 ball's surface up to
+    their own rounding; an example inside keeps its values)."""
+    return x_adv if attack.threat_model == "linf" else attack.project(x, x_adv, eps)
+
+
+#: The old name, still imported by ``attacks/autoattack.py`` and ``attacks/blackbox.py``.
+within_l2_ball = within_ball
 
 
 def check_options(

@@ -7,8 +7,9 @@ threshold crossings, and gradient attacks that spread their budget over every pi
 attacks that walk through a space flat almost everywhere, do not find it.  This attack searches that set:
 
 1. **Greedy crossings.**  Each step prices every pixel's next crossing (one level up or down, away from
-   its clean level) at its cost in the threat model (L2: the increase of the squared distance; L∞: the
-   increase of the largest distance), ranks them by the first-order change of the margin per unit cost
+   its clean level) at its cost in the threat model (L2: the increase of the squared distance; L1: of the
+   distance; L0: one for a pixel's first crossing, nothing for a further one; L∞: the increase of the largest
+   distance), ranks them by the first-order change of the margin per unit cost
    (the input gradient of the network after ``q``, through the model's BPDA or envelope gradient, times
    the change of level; a decrease counts only up to the margin left, as in the greedy for covering
    knapsacks), measures the ``candidates`` best with the model itself and takes the best measured one.
@@ -80,7 +81,7 @@ class QuantizedInputs(Attack):
         "threshold-aware: greedy, pruned threshold crossings of a quantised input (declared or found); minimisation"
     )
     Config = QuantizedConfig
-    norms = frozenset({"linf", "l2"})
+    norms = frozenset({"linf", "l2", "l1", "l0"})
     minimization = True
     profile_overrides = {
         "smoke": {"candidates": 8, "max_crossings": 100, "targets": 0},
@@ -143,8 +144,16 @@ class CrossingSearch:
         return (flat - (clean.unsqueeze(1) if flat.ndim == 3 else clean)).abs()
 
     def objective(self, sizes: Tensor) -> Tensor:
-        """What the threat model minimises, per row of per-pixel distances: Σd² (L2) or max d (L∞)."""
-        return sizes.square().sum(dim=-1) if self.norm == "l2" else sizes.amax(dim=-1)
+        """What the threat model minimises, per row of per-pixel distances: Σd² (L2), Σd (L1), the number of
+        changed values (L0: each channel of a colour pixel counts, an upper bound of the changed pixel positions
+        the guard counts) or max d (L∞)."""
+        if self.norm == "l2":
+            return sizes.square().sum(dim=-1)
+        if self.norm == "l1":
+            return sizes.sum(dim=-1)
+        if self.norm == "l0":
+            return (sizes > 0).sum(dim=-1).to(sizes.dtype)
+        return sizes.amax(dim=-1)
 
     def moves(self, rows: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Per row, direction (up, down) and pixel: whether the next crossing away from the clean level exists,
@@ -171,6 +180,10 @@ class CrossingSearch:
         now, new = self.sizes(self.current[rows], rows), self.sizes(values, rows)
         if self.norm == "l2":
             increment = new.square() - now.square().unsqueeze(1)
+        elif self.norm == "l1":
+            increment = new - now.unsqueeze(1)
+        elif self.norm == "l0":  # the first crossing of a pixel costs one, any further crossing nothing
+            increment = ((now == 0).unsqueeze(1) & (new > 0)).to(new.dtype)
         else:
             increment = (new - now.amax(dim=1).view(-1, 1, 1)).clamp_min(0.0)
         return torch.stack([up, down], dim=1), values, increment, change

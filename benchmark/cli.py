@@ -17,7 +17,7 @@ from pathlib import Path
 
 from benchmark.run.interrupts import Terminated, interruptible
 from foundation.errors import BenchError
-from foundation.threat_models import DEFAULT_NORM
+from foundation.threat_models import DEFAULT_NORM, check_norm
 
 EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 1, 130, 143
 
@@ -90,7 +90,10 @@ def _add_run(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--norm",
         default="linf",
-        help="threat model of the ε-bounded attacks: linf (default) or l2 (default ε: the dataset's L2 list)",
+        help=(
+            "threat model of the ε-bounded attacks: linf (default), l2, l1 or l0 (ε counts changed pixels, all "
+            "channels of a pixel together); default ε: the dataset's list for that norm"
+        ),
     )
     run.add_argument("--dry-run", action="store_true", help="print the plan (jobs, cells, estimates); compute nothing")
     run.add_argument(
@@ -150,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", type=Path, default=Path("results"), help="results directory (default: results)")
     compare.add_argument("--dataset", default=None, help="the dataset, when the store holds several")
     compare.add_argument("--profile", default=None, help="the profile, when the store holds several")
+    compare.add_argument(
+        "--norm", default=None, help="the threat model (linf, l2, l1, l0), when the store holds several at that ε"
+    )
     check = subparsers.add_parser("check", help="compare a run's leaderboard with a baseline (exit 1 on regression)")
     check.add_argument("--baseline", type=Path, required=True, help="baseline leaderboard CSV")
     check.add_argument("--run", type=Path, default=Path("results"), help="results directory of the run")
@@ -546,6 +552,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     for column in ("dataset", "profile"):
         if getattr(args, column) is not None:
             frame = frame[frame[column] == getattr(args, column)]
+    if args.norm is not None:
+        frame = frame[frame["threat_model"] == check_norm(args.norm)]
     check_labels(frame, args.a, args.b, args.attack)
     eps = args.eps
     if eps is None:

@@ -10,7 +10,6 @@ Strings are read as the CLI reads its flags: ``attacks="fgsm,pgd"``, ``epsilons=
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from benchmark.run.executors import EXECUTORS
 from defenses.base import DEFENSES
 from foundation.errors import BenchError
 from foundation.registry import Spec
-from foundation.threat_models import check_norm
+from foundation.threat_models import ball_dimension, check_norm
 
 #: What separates a spec's options: the model defense's spec carries ``name`` and the cache path.
 SPEC_SEPARATOR = ":"
@@ -75,7 +74,7 @@ def run_config(
         raise BenchError(f"unknown executor {executor!r}; valid: {', '.join(EXECUTORS)}")
     defense_specs = DEFENSES.expand(defenses) if isinstance(defenses, str) else list(defenses)
     attack_specs = attacks_in(norm, attacks) if isinstance(attacks, str) else list(attacks)
-    chosen_epsilons = _epsilons(epsilons, norm, math.prod(data.input_shape))
+    chosen_epsilons = _epsilons(epsilons, norm, ball_dimension(data.input_shape, norm))
     return RunConfig(
         defenses=tuple(defense_specs),
         attacks=tuple(attack_specs) if attacks else (),
@@ -151,4 +150,4 @@ def checked_arguments(
         if not isinstance(path, str | Path | None) or (what == "out_dir" and not str(path or "").strip()):
             raise BenchError(f"{what} must be a path; got {path!r}")
     _spec_text(resolve_cache_dir(Path(cache_dir) if cache_dir else None), "cache_dir (or $BENCH_CACHE_DIR)")
-    return _attack_texts(attacks, norm), _epsilons(epsilons, norm, math.prod(shape))
+    return _attack_texts(attacks, norm), _epsilons(epsilons, norm, ball_dimension(shape, norm))

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, ClassVar
 from benchmark.config.profiles import Profile
 from foundation.errors import BenchError
 from foundation.registry import Plugin, Registry
-from foundation.threat_models import DEFAULT_NORM
+from foundation.threat_models import DEFAULT_NORM, NORM_SYMBOLS
 
 if TYPE_CHECKING:
     from defenses.base import Split
@@ -32,9 +32,11 @@ class Dataset(Plugin):
     classes: ClassVar[int]
     #: The L∞ budgets evaluated when ``--eps`` is not given, per profile (``None``: the profile's own list).
     epsilons: ClassVar[Mapping[str, tuple[float, ...]] | None] = None
-    #: The L2 budgets evaluated under ``--norm l2`` when ``--eps`` is not given, per profile (``None``:
-    #: none are standard for this dataset, so ``--eps`` is required).
+    #: The L2, L1 and L0 budgets evaluated under ``--norm l2|l1|l0`` when ``--eps`` is not given, per profile
+    #: (``None``: none are standard for this dataset, so ``--eps`` is required); L0 budgets count pixels.
     l2_epsilons: ClassVar[Mapping[str, tuple[float, ...]] | None] = None
+    l1_epsilons: ClassVar[Mapping[str, tuple[float, ...]] | None] = None
+    l0_epsilons: ClassVar[Mapping[str, tuple[float, ...]] | None] = None
     #: Share of the official training set used for training; the rest is the validation split.
     train_share: ClassVar[float]
     #: How ε is written for this dataset in tables and exports, e.g. 8/255 (fractions of 255) or 0.3.
@@ -45,10 +47,14 @@ class Dataset(Plugin):
         """The full training and test splits; missing or unreadable data raises a one-line ``BenchError``."""
 
     def default_epsilons(self, profile: Profile, norm: str = DEFAULT_NORM) -> tuple[float, ...]:
-        if norm == "l2":
-            if self.l2_epsilons is None or profile.name not in self.l2_epsilons:
-                raise BenchError(f"dataset {self.name!r} has no default L2 budgets; pass --eps with --norm l2")
-            return self.l2_epsilons[profile.name]
+        if norm != DEFAULT_NORM:
+            budgets = getattr(self, f"{norm}_epsilons")
+            if budgets is None or profile.name not in budgets:
+                symbol = NORM_SYMBOLS[norm]
+                raise BenchError(
+                    f"dataset {self.name!r} has no default {symbol} budgets; pass --eps with --norm {norm}"
+                )
+            return budgets[profile.name]
         return profile.epsilons if self.epsilons is None else self.epsilons.get(profile.name, profile.epsilons)
 
     def train_size(self, n_images: int) -> int:

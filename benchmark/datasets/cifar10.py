@@ -42,13 +42,18 @@ def _split(data_dir: Path, train: bool) -> Split:
 @register_dataset("cifar10")
 class Cifar10(Dataset):
     description = (
-        "CIFAR-10, 3×32×32, 10 classes (DATA_DIR/cifar-10-batches-py); ε 2/255, 4/255, 8/255 (L2: 0.25, 0.5, 1.0)"
+        "CIFAR-10, 3×32×32, 10 classes (DATA_DIR/cifar-10-batches-py); ε 2/255, 4/255, 8/255 "
+        "(L2: 0.25, 0.5, 1.0; L1: 6, 12, 18; L0: 8, 16, 24 pixels)"
     )
     input_shape = (3, 32, 32)
     classes = 10
     epsilons = {"smoke": (2 / 255, 8 / 255), "quick": STANDARD_EPSILONS, "paper": STANDARD_EPSILONS}
     #: RobustBench ranks CIFAR-10 L2 at ε = 0.5.
     l2_epsilons = {"smoke": (0.25, 0.5), "quick": (0.25, 0.5, 1.0), "paper": (0.25, 0.5, 1.0)}
+    #: AutoAttack-L1 (Croce & Hein, "Mind the box") ranks CIFAR-10 at L1 ε = 12; Sparse-RS (Croce et al.) attacks
+    #: 24 pixels of 1,024.
+    l1_epsilons = {"smoke": (6.0, 12.0), "quick": (6.0, 12.0, 18.0), "paper": (6.0, 12.0, 18.0)}
+    l0_epsilons = {"smoke": (12.0, 24.0), "quick": (8.0, 16.0, 24.0), "paper": (8.0, 16.0, 24.0)}
     train_share = 45_000 / 50_000
     eps_in_255ths = True
 

@@ -33,7 +33,9 @@ DECISION = "decision"
 QUANTIZED = "quantized"
 #: The harness's AutoAttack against torchattacks' at the standard budgets (minutes on a CPU: asked for by name).
 AUTOATTACK = "autoattack"
-SECTIONS = (ATTACKS, DEEPFOOL, WORST, DECISION, QUANTIZED, AUTOATTACK, TRAINING, ABS, STARTUP, SCALE, RUN)
+#: The harness's L0 attacks against the libraries' at 12 pixels (asked for by name).
+SPARSE = "sparse"
+SECTIONS = (ATTACKS, DEEPFOOL, WORST, DECISION, QUANTIZED, SPARSE, AUTOATTACK, TRAINING, ABS, STARTUP, SCALE, RUN)
 DEFAULT_SECTIONS = (ATTACKS, DEEPFOOL, WORST, DECISION, TRAINING, ABS, STARTUP)
 #: Sections that time MNIST-only defenses (paper 000's VAEs, ABS, every built-in defense's run).
 MNIST_ONLY = (TRAINING, ABS, RUN)

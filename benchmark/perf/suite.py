@@ -24,6 +24,7 @@ from benchmark.perf.quantized import quantized_rows
 from benchmark.perf.report import write_report
 from benchmark.perf.run_wall import run_rows
 from benchmark.perf.scale import scale_rows
+from benchmark.perf.sparse import sparse_rows
 from benchmark.perf.startup import startup_rows
 from benchmark.perf.training_speed import training_rows
 from benchmark.perf.workbench import PerfSettings, Workbench
@@ -36,6 +37,7 @@ SECTION_RUNNERS: dict[str, Callable[[Workbench, str], list[Measurement]]] = {
     sections.WORST: lambda bench, name: attack_rows(bench, name, [WORST_TASK]),
     sections.DECISION: decision_rows,
     sections.QUANTIZED: quantized_rows,
+    sections.SPARSE: sparse_rows,
     sections.AUTOATTACK: lambda bench, name: attack_rows(bench, name, [AUTOATTACK_TASK]),
     sections.TRAINING: training_rows,
     sections.ABS: abs_rows,

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
-from benchmark.perf import abs_inference, decision, quantized, run_wall, scale, startup, training_speed
+from benchmark.perf import abs_inference, decision, quantized, run_wall, scale, sparse, startup, training_speed
 from benchmark.perf import attack_contenders as attacks
 from benchmark.perf import measurements as sections
 from benchmark.perf.measurements import FAILED
@@ -24,6 +24,7 @@ DEEPFOOL_RATIO_FOOLBOX, DEEPFOOL_RATIO_ART = 1.0, 3.0
 TRAINING_SLOWDOWN = 1.1
 DECISION_RATIO = 10.0
 QUANTIZED_RATIO = 10.0
+SPARSE_RATIO = 1.0
 ABS_PAPER_RATIO = 1.2
 RUN_SECONDS = {"cold": 30 * 60, "warm": 5 * 60, "stored": 10}
 STARTUP_SECONDS = 2.0
@@ -125,6 +126,23 @@ def _quantized(frame: pd.DataFrame) -> Target:
     return Target(target, measured, _status(ratio >= QUANTIZED_RATIO and sizes[0] <= sizes[1] + 1e-9))
 
 
+def _sparse(frame: pd.DataFrame) -> Target:
+    target = (
+        f"sparse-rs ≥ {SPARSE_RATIO:g}× Foolbox L0FMN's points/s at L0 ε = {sparse.EPS}, at a robust accuracy no "
+        f"higher (+{100 * SAME_ROBUST_ACCURACY:g} pt)"
+    )
+    rows = frame[frame["section"] == sections.SPARSE]
+    ours, reference = (rows[rows["contender"] == name] for name in (sparse.SPARSE_RS, sparse.FOOLBOX_FMN))
+    if ours.empty or reference.empty:
+        return Target(target, "–", NOT_MEASURED)
+    ours, reference = ours.iloc[0], reference.iloc[0]
+    ratio = ours["ratio_to_reference"]
+    accuracies = ours["robust_accuracy"], reference["robust_accuracy"]
+    measured = f"{ratio:.2f}× (robust accuracy {100 * accuracies[0]:.1f} % vs {100 * accuracies[1]:.1f} %)"
+    stronger = accuracies[0] <= accuracies[1] + SAME_ROBUST_ACCURACY
+    return Target(target, measured, _status(ratio >= SPARSE_RATIO and stronger))
+
+
 def _abs_paper(frame: pd.DataFrame) -> Target:
     target = f"ABS inference at the paper budget ≥ {ABS_PAPER_RATIO:g}× the plain decoder's, identical predictions"
     row = _row(frame, sections.ABS, abs_inference.PAPER_TASK, abs_inference.HARNESS)
@@ -190,6 +208,7 @@ TARGETS: list[Callable[[pd.DataFrame], Target]] = [
     _worst_case,
     _decision,
     _quantized,
+    _sparse,
     _autoattack,
     _abs_paper,
     *(lambda f, a=arch, m=mode: _training(f, a, m) for arch in training_speed.ARCHS for mode in training_speed.MODES),

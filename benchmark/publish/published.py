@@ -24,3 +24,9 @@ ABS_PAPER_L2 = {"CNN": 8, "Madry": 35, "ABS": 80, "Binary ABS": 39}
 ABS_PAPER_L2_MEDIAN = {"CNN": 1.1, "Madry": 1.4, "ABS": 2.2, "Binary ABS": 1.3}
 #: Schott et al.'s L2 budget.
 L2_EPS = 1.5
+#: Schott et al., Table 1: accuracy % under L0 attacks at ε = 12 changed pixels (their best attack per model).
+ABS_PAPER_L0 = {"CNN": 19, "Madry": 0, "ABS": 69, "Binary ABS": 77}
+#: Schott et al.'s "binary CNN" (their CNN on the input binarised at 0.5) under the same L0 attacks.
+BINARY_CNN_L0 = 38
+#: Schott et al.'s L0 budget, in changed pixels.
+L0_EPS = 12.0

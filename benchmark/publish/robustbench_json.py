@@ -90,7 +90,8 @@ def file_stem(defense: str) -> str:
 
 def paper_figures() -> dict[tuple[str, str, float, str], tuple[float, str]]:
     """(dataset, threat model, ε, defense label) -> (robust accuracy in %, where it is from): the papers' own
-    figures at paper 001's ε = 0.3 on MNIST L∞ (``benchmark.publish.published``), as paper 001's report quotes them.
+    figures at paper 001's ε = 0.3 on MNIST L∞, and the ABS paper's at L2 ε = 1.5 and L0 ε = 12 pixels
+    (``benchmark.publish.published``), as paper 001's report quotes them.
 
     The ABS paper's figure (accuracy under its best L∞ attack per model) is preferred; paper 001's is
     the lower of its FGSM and DeepFool accuracies.  Paper 000 reports no accuracies.
@@ -103,7 +104,17 @@ def paper_figures() -> dict[tuple[str, str, float, str], tuple[float, str]]:
         )
     for label, accuracy in published.ABS_PAPER_LINF.items():
         figures[published.ROWS[label]] = (float(accuracy), "Schott et al. (ABS): accuracy under their best L∞ attack")
-    return {(DEFAULT_DATASET, "Linf", _eps_key(published.EPS), defense): f for defense, f in figures.items()}
+    keyed = {(DEFAULT_DATASET, "Linf", _eps_key(published.EPS), defense): f for defense, f in figures.items()}
+    for threat_model, eps, table in (
+        ("L2", published.L2_EPS, published.ABS_PAPER_L2),
+        ("L0", published.L0_EPS, published.ABS_PAPER_L0),
+    ):
+        why = f"Schott et al. (ABS): accuracy under their best {threat_model} attack"
+        keyed |= {
+            (DEFAULT_DATASET, threat_model, _eps_key(eps), published.ROWS[label]): (float(accuracy), why)
+            for label, accuracy in table.items()
+        }
+    return keyed
 
 
 def _eps_key(eps: float) -> float:

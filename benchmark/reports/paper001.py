@@ -22,10 +22,13 @@ import pandas as pd
 
 from benchmark.config.run_config import RunConfig
 from benchmark.publish.published import (
+    ABS_PAPER_L0,
     ABS_PAPER_L2,
     ABS_PAPER_L2_MEDIAN,
     ABS_PAPER_LINF,
+    BINARY_CNN_L0,
     EPS,
+    L0_EPS,
     L2_EPS,
     PAPER_TABLE_I,
     ROWS,
@@ -33,6 +36,7 @@ from benchmark.publish.published import (
 from benchmark.reports.common import cell, markdown_table, number, percent_with_interval, provenance, run_matrix
 from benchmark.results.columns import WORST
 from benchmark.results.label_only import LABEL_ONLY, label_only_gains
+from benchmark.results.minimal_perturbations import format_eps_star, minimal_perturbations
 from benchmark.results.statistics import unpack_mask
 from benchmark.run.adaptive import label_only_spec
 from benchmark.store.atomic import atomic_write_text
@@ -42,6 +46,11 @@ WHITE_BOX = ["fgsm", "deepfool", "pgd", "autoattack"]
 BLACK_BOX = ["transfer", "square", "hsj"]
 #: The gradient attacks of the L2 column (DDN and FMN: minimum-norm, as the adaptive protocol runs in L2).
 L2_GRADIENT = ["pgd", "deepfool", "foolbox.ddn", "foolbox.fmn"]
+#: The attacks of the L0 column, as ``--attacks adaptive`` runs them in L0: Sparse-RS (score-based), FMN (white-box,
+#: minimum-norm) and Pointwise (labels only, its pixel-reset stage), plus the threshold-aware attack on binary ABS.
+L0_ATTACKS = ["sparse-rs", "foolbox.fmn", "pointwise"]
+#: The binarised CNN of ``results/label-only`` (Schott et al.'s "binary CNN"), in that store beside this one.
+BINARY_CNN_STORE, BINARY_CNN = "label-only", "binarised-cnn-hard"
 #: The issue's targets for the Madry row at the quick profile.
 MADRY_CLEAN, MADRY_PGD = 0.97, 0.80
 ABS_ROWS = ("abs", "binary-abs")
@@ -60,6 +69,7 @@ LEFT_OUT: dict[tuple[str, str, str], str] = {
     ("binary-abs", "quantized", "linf"): (
         f"in L∞ each free crossing is one step of an ABS forward and backward pass per point, hours; {ABS_COST}"
     ),
+    ("binary-abs", "foolbox.fmn", "l0"): f"FMN's 50 steps through BPDA on 200 points; {ABS_COST}",
 }
 #: The label-only attacks on the ABS rows: 500 queries per image (a tenth of the quick budget; the adaptive
 #: protocol's probe form: Pointwise from the nearest other-class image only); 12 to 20 minutes a cell as measured
@@ -76,18 +86,30 @@ QUANTIZED_COST = f"the profile's 16 crossings per step and 2 targeted searches c
 #: AutoAttack's members at 10 APGD and FAB steps and 100 Square queries.
 ABS_AUTOATTACK = "autoattack:apgd_steps=10:fab_steps=10:square_queries=100"
 #: Below `paper` these cells run with the smaller budget of their spec instead, each for the stated reason.
-SHRUNK: dict[tuple[str, str, str], tuple[str, str]] = {
-    ("binary-abs", "autoattack", "linf"): (
-        ABS_AUTOATTACK,
-        f"the profile's 9 targeted APGD and FAB runs on the ~150 points left standing take hours; {ABS_COST}",
-    ),
-    ("binary-abs", "quantized", "l2"): (ABS_QUANTIZED, QUANTIZED_COST),
-} | {
-    (defense, attack, threat_model): (spec, LABEL_ONLY_COST)
-    for defense in ABS_ROWS
-    for threat_model in ("linf", "l2")
-    for attack, spec in ABS_LABEL_ONLY.items()
-}
+SHRUNK: dict[tuple[str, str, str], tuple[str, str]] = (
+    {
+        ("binary-abs", "autoattack", "linf"): (
+            ABS_AUTOATTACK,
+            f"the profile's 9 targeted APGD and FAB runs on the ~150 points left standing take hours; {ABS_COST}",
+        ),
+        ("binary-abs", "quantized", "l2"): (ABS_QUANTIZED, QUANTIZED_COST),
+        ("binary-abs", "quantized", "l0"): (ABS_QUANTIZED, QUANTIZED_COST),
+    }
+    | {
+        (defense, "sparse-rs", "l0"): (
+            "sparse-rs:queries=300",
+            f"the profile's 1,000 queries per image on 200 points, about 40 minutes a row; {ABS_COST}",
+        )
+        for defense in ABS_ROWS
+    }
+    | {
+        (defense, attack, threat_model): (spec, LABEL_ONLY_COST)
+        for defense in ABS_ROWS
+        for threat_model in ("linf", "l2")
+        for attack, spec in ABS_LABEL_ONLY.items()
+    }
+    | {(defense, "pointwise", "l0"): (ABS_LABEL_ONLY["pointwise"], LABEL_ONLY_COST) for defense in ABS_ROWS}
+)
 
 
 def _spec_at(profile: str, defense: str, attack: str, threat_model: str) -> str | None:
@@ -112,8 +134,9 @@ def _row_cell(
 def run(base: RunConfig, compute: bool = True) -> pd.DataFrame:
     """The matrix, cheapest blocks first (an interrupted report resumes where it stopped), less the cells
     the profile leaves out; returns the report's rows of the store."""
-    rows, l2, frames = list(ROWS.values()), replace(base, norm="l2"), []
+    rows, l2, l0, frames = list(ROWS.values()), replace(base, norm="l2"), replace(base, norm="l0"), []
     l2_rows = [ROWS[label] for label in ABS_PAPER_L2]
+    l0_rows = [ROWS[label] for label in ABS_PAPER_L0]
     for config, defenses, attacks, eps in [
         (base, rows, [*WHITE_BOX[:3], "transfer"], EPS),
         (base, list(ABS_ROWS), [ABS_TRANSFER], EPS),
@@ -124,6 +147,8 @@ def run(base: RunConfig, compute: bool = True) -> pd.DataFrame:
         (l2, l2_rows, list(LABEL_ONLY), L2_EPS),
         (base, list(ABS_ROWS), [attack for attack in LABEL_ONLY if attack != "hsj"], EPS),
         (l2, ["binary-abs"], ["quantized"], L2_EPS),
+        (l0, l0_rows, L0_ATTACKS, L0_EPS),
+        (l0, ["binary-abs"], ["quantized"], L0_EPS),
         (base, ["binary-abs"], ["quantized"], EPS),
     ]:
         for attack in attacks:
@@ -235,6 +260,56 @@ def _abs_section(frame: pd.DataFrame) -> list[str]:
         "perturbation size.",
         "",
         _label_only_table(frame),
+        "",
+    ]
+
+
+def _median_eps_star(frame: pd.DataFrame, defense: str, threat_model: str) -> str:
+    """The row's median per-point minimal perturbation ε* over its minimisation attacks in ``threat_model``."""
+    rows = frame[(frame["defense"] == defense) & (frame["threat_model"] == threat_model)]
+    stars = minimal_perturbations(rows)
+    return "–" if stars.empty else format_eps_star(float(stars["median_eps_star"].iloc[0]))
+
+
+def _binary_cnn(out_dir: Path) -> pd.DataFrame:
+    """The L0 records of the binarised CNN in ``OUT/label-only`` (empty where that store has none)."""
+    path = out_dir / BINARY_CNN_STORE / "leaderboard.csv"
+    if not path.exists():
+        return pd.DataFrame(columns=["defense", "attack", "threat_model", "eps"])
+    frame = pd.read_csv(path)
+    return frame[(frame["defense"] == BINARY_CNN) & (frame["threat_model"] == "l0")]
+
+
+def _l0_section(frame: pd.DataFrame, out_dir: Path) -> list[str]:
+    table = []
+    binary_cnn = _binary_cnn(out_dir)
+    rows = [(label, ROWS[label], frame, figure) for label, figure in ABS_PAPER_L0.items()]
+    rows.append(("Binary CNN", BINARY_CNN, binary_cnn, BINARY_CNN_L0))
+    for label, defense, source, figure in rows:
+        worst = cell(source, defense, WORST, L0_EPS, "l0")
+        table.append(
+            {
+                "model": label,
+                "defense": f"`{defense}`",
+                "ours: per-point worst case, %": percent_with_interval(worst),
+                "median ε* (pixels)": _median_eps_star(source, defense, "l0"),
+                "over": "–" if worst is None else str(worst["note"]).removeprefix("per-point worst case over "),
+                "Schott et al., %": figure,
+            }
+        )
+    attacks = ", ".join(f"`{attack}`" for attack in L0_ATTACKS)
+    return [
+        f"## ABS paper, L0 ε = {L0_EPS:g} pixels",
+        "",
+        f"The third column of Schott et al.'s table: at most {L0_EPS:g} changed pixels (`bench run --norm l0`; a "
+        f"pixel counts once however much it changes). Attacks: {attacks} (Sparse-RS by score queries, FMN through "
+        "the row's gradient, Pointwise's pixel resets by labels only), and on binary ABS the threshold-aware "
+        "`quantized` on its declared binarisation; on the ABS rows at the smaller budgets listed at the end. The "
+        f"binary CNN is the hard-threshold entry of `results/{BINARY_CNN_STORE}` (the quick `cnn` behind x ≥ 0.5, "
+        "nothing declared), in that store. Schott et al. give no median L0 size; ours is the per-point minimum "
+        "over the minimisation attacks (∞ when more than half the points withstood them all).",
+        "",
+        markdown_table(table),
         "",
     ]
 
@@ -378,6 +453,7 @@ def write(base: RunConfig, frame: pd.DataFrame, destination: Path, command: str)
         "",
         *_table_one(frame),
         *_abs_section(frame),
+        *_l0_section(frame, Path(base.out_dir)),
         *_robustness_section(frame),
         *_abs_attacks_section(frame),
         *_checks(frame),

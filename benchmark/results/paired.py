@@ -90,8 +90,8 @@ def _row(frame: pd.DataFrame, defense: str, attack: str, eps: float) -> pd.Serie
     rows = at
     if len(rows) > 1:
         raise BenchError(
-            f"{defense!r} has {len(rows)} {attack} rows at ε = {eps:g} (several datasets or profiles); "
-            "pass --dataset and --profile"
+            f"{defense!r} has {len(rows)} {attack} rows at ε = {eps:g} (several datasets, profiles or threat "
+            "models); pass --dataset, --profile and --norm"
         )
     row = rows.iloc[0]
     if not isinstance(row.get("robust_points"), str):

@@ -11,12 +11,13 @@ from benchmark.results.columns import GROUP, WORST, with_dataset
 from benchmark.results.statistics import unpack_mask, wilson_interval
 from foundation.threat_models import NORMS
 
-#: The store's threat models -> RobustBench's folder names (``ThreatModel`` values); others get no file.
-THREAT_MODELS = {"linf": "Linf", "l2": "L2"}
+#: The store's threat models -> RobustBench's folder names (``ThreatModel`` values; RobustBench lists no sparse
+#: threat model, so L1 and L0 are written in its spelling of the others); others get no file.
+THREAT_MODELS = {"linf": "Linf", "l2": "L2", "l1": "L1", "l0": "L0"}
 #: The order in which a dataset's threat models are presented: its headline first (RobustBench's
 #: leaderboards, and MNIST's since Madry et al., lead with L∞, then L2), then any other alphabetically.
-HEADLINE_THREAT_MODELS = {"mnist": ("linf", "l2"), "cifar10": ("linf", "l2")}
-DEFAULT_HEADLINE_THREAT_MODELS = ("linf", "l2")
+HEADLINE_THREAT_MODELS = {"mnist": NORMS, "cifar10": NORMS}
+DEFAULT_HEADLINE_THREAT_MODELS = NORMS
 
 
 def threat_model_rank(dataset: str, threat_model: str) -> tuple[int, str]:
@@ -25,10 +26,15 @@ def threat_model_rank(dataset: str, threat_model: str) -> tuple[int, str]:
     return (order.index(threat_model) if threat_model in order else len(order), threat_model)
 
 
-#: The standard budgets of RobustBench's leaderboards, and MNIST's L∞ 0.3 and L2 1.5 (Madry et al.; Schott et al.).
+#: The standard budgets of RobustBench's leaderboards, MNIST's L∞ 0.3, L2 1.5 and L0 12 pixels (Madry et al.;
+#: Schott et al.), and AutoAttack-L1's MNIST 10 and CIFAR-10 12 (Croce & Hein, "Mind the box").
 STANDARD_EPS = {
     ("mnist", "Linf"): 0.3,
     ("mnist", "L2"): 1.5,
+    ("mnist", "L1"): 10.0,
+    ("mnist", "L0"): 12.0,
+    ("cifar10", "L1"): 12.0,
+    ("cifar10", "L0"): 24.0,
     ("cifar10", "Linf"): 8 / 255,
     ("cifar10", "L2"): 0.5,
     ("cifar100", "Linf"): 8 / 255,

@@ -6,10 +6,11 @@ defenses mislead cannot be read off their declarations: a straight-through binar
 that are neither zero nor NaN, so no diagnostic fires on it.  So the protocol always probes:
 
 1. **First stage**, for every defense: standard AutoAttack (through the defense's BPDA or envelope
-   gradient where it declares one, with EOT when it is randomized); in L2 also the minimum-norm
-   gradient attacks DDN and FMN; and the label-only attacks (``boundary``, ``hsj``, ``pointwise``)
-   plus ``transfer`` from an independently trained undefended CNN, the label-only ones at a small
-   probe budget.
+   gradient where it declares one, with EOT when it is randomized; in L1 its L1 version, APGD-CE and
+   APGD-T; in L0, where there is none, Sparse-RS); in L2 also the minimum-norm gradient attacks DDN and
+   FMN, in L1 and L0 FMN; and the label-only attacks that run in the norm (``boundary``, ``hsj``,
+   ``pointwise``; in L1 and L0 ``pointwise``) plus ``transfer`` from an independently trained undefended
+   CNN (L∞, L2), the label-only ones at a small probe budget.
 2. **Second stage**, the label-only attacks at the profile's full budget on every point, when a probe
    breaks a point every gradient attack left standing or finds a smaller median perturbation than
    they did, the ``masked`` or ``blackbox`` flag fires, or the defense declares a non-differentiable
@@ -29,6 +30,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
+from attacks.base import ATTACKS
 from benchmark.config.run_config import RunConfig
 from benchmark.results.label_only import LABEL_ONLY
 from benchmark.results.minimal_perturbations import minimal_perturbations
@@ -38,6 +40,7 @@ from benchmark.run.build import Build
 from benchmark.run.runner import RunResult, run_benchmark
 from defenses.base import Defense
 from foundation.registry import Spec
+from foundation.threat_models import NORM_SYMBOLS
 
 ADAPTIVE = "adaptive"
 #: Queries per image of the label-only probes, per profile (the full budgets are the attacks' own).
@@ -68,19 +71,35 @@ def probe_spec(name: str, profile: str) -> Spec:
     return label_only_spec(name, PROBE_QUERIES.get(profile, PROBE_QUERIES["quick"]))
 
 
+#: Minimum-norm gradient attacks the first stage adds per threat model (L∞ has AutoAttack's FAB-T).
+MINIMUM_NORM = {"l2": ("foolbox.ddn", "foolbox.fmn"), "l1": ("foolbox.fmn",), "l0": ("foolbox.fmn",)}
+
+
+def label_only_in(norm: str) -> tuple[str, ...]:
+    """The label-only attacks that run in ``norm`` (in L1 and L0: ``pointwise``)."""
+    return tuple(name for name in LABEL_ONLY if ATTACKS.get(name).runs_in(norm))
+
+
 def first_stage(defense: Defense, norm: str, profile: str) -> list[Choice]:
     """The attacks every defense gets, with their reasons."""
-    gradient = "standard AutoAttack, always"
+    how = ""
     if declares_non_differentiable(defense):
-        gradient += "; through the defense's declared BPDA/envelope gradient"
+        how += "; through the defense's declared BPDA/envelope gradient"
     if defense.randomized:
-        gradient += "; with EOT (the defense is randomized)"
-    choices = [Choice(Spec("autoattack"), gradient)]
-    if norm == "l2":
-        choices += [Choice(Spec(name), "L2: a minimum-norm gradient attack") for name in ("foolbox.ddn", "foolbox.fmn")]
+        how += "; with EOT (the defense is randomized)"
+    if norm == "l0":  # no AutoAttack in L0: the field's strongest black-box L0 attack (Croce et al.) instead
+        choices = [Choice(Spec("sparse-rs"), "L0: Sparse-RS, score-based random search over pixel sets, always")]
+    else:
+        version = "AutoAttack's L1 version (APGD-CE, APGD-T)" if norm == "l1" else "standard AutoAttack"
+        choices = [Choice(Spec("autoattack"), f"{version}, always{how}")]
+    symbol = NORM_SYMBOLS[norm]
+    choices += [
+        Choice(Spec(name), f"{symbol}: a minimum-norm gradient attack{how}") for name in MINIMUM_NORM.get(norm, ())
+    ]
     probe = f"label-only probe at {PROBE_QUERIES.get(profile, PROBE_QUERIES['quick'])} queries per image, always"
-    choices += [Choice(probe_spec(name, profile), probe) for name in LABEL_ONLY]
-    choices.append(Choice(Spec("transfer"), "transfer from an independently trained undefended CNN, always"))
+    choices += [Choice(probe_spec(name, profile), probe) for name in label_only_in(norm)]
+    if ATTACKS.get("transfer").runs_in(norm):
+        choices.append(Choice(Spec("transfer"), "transfer from an independently trained undefended CNN, always"))
     return choices
 
 
@@ -147,9 +166,9 @@ def quantizer_choice(frame: pd.DataFrame, label: str, norm: str) -> Choice | Non
     return Choice(spec, f"threshold-aware, {how}: input quantiser {quantizer}")
 
 
-def second_stage(reasons: list[str], quantized: Choice | None = None) -> list[Choice]:
+def second_stage(norm: str, reasons: list[str], quantized: Choice | None = None) -> list[Choice]:
     why = "label-only at full budget: " + "; ".join(reasons)
-    label_only = [Choice(Spec(name), why) for name in LABEL_ONLY] if reasons else []
+    label_only = [Choice(Spec(name), why) for name in label_only_in(norm)] if reasons else []
     return label_only + ([quantized] if quantized is not None else [])
 
 
@@ -181,12 +200,12 @@ def run_adaptive(config: RunConfig, given: Mapping[Spec, Defense] | None = None)
         if not reasons and quantized is None:
             lines.append(f"adaptive: {spec.label}: ran {ran}; no probe, flag or quantiser called for more")
             continue
-        second = second_stage(reasons, quantized)
+        second = second_stage(config.norm, reasons, quantized)
         result = run_benchmark(with_choices(config, spec, second), given)
         computed, failures = computed + result.computed, [*failures, *result.failures]
         said = []
         if reasons:
-            added = ", ".join(name for name in LABEL_ONLY)
+            added = ", ".join(label_only_in(config.norm))
             said.append(f"added {added} at full budget because {'; '.join(reasons)}")
         if quantized is not None:
             said.append(f"added {quantized.spec.label} ({quantized.reason})")

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from attacks.base import Attack, perturbation_norms
+from attacks.base import Attack, perturbation_size
 from attacks.criteria import Criterion, Misclassification, RepeatedMisclassification
 from benchmark.results.statistics import pack_norms
 from benchmark.run.diagnostics import defense_diagnostics
@@ -280,8 +280,7 @@ def minimal_norms(
     predictions = repeated_predictions(defense, minimal, y, cell.prediction_repeats, batch_size)
     untouched = (minimal == x).flatten(1).all(dim=1)
     fooled = (predictions != y) & ~untouched
-    linf, l2 = perturbation_norms(x, minimal)
-    sizes = linf if attack.threat_model == "linf" else l2
+    sizes = perturbation_size(x, minimal, attack.threat_model)
     infinite = torch.full_like(sizes, float("inf"))
     return torch.where(clean != y, torch.zeros_like(sizes), torch.where(fooled, sizes, infinite))
 

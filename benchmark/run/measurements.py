@@ -1,5 +1,5 @@
 """Per-cell measurements on tensors: robust predictions, accuracies with Wilson intervals, macro-F1, success rate,
-perturbation norms (the statistics and codecs they use, which tables read too, are ``results.statistics``)."""
+perturbation sizes (the statistics and codecs they use, which tables read too, are ``results.statistics``)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import torch
 from sklearn.metrics import f1_score
 from torch import Tensor, nn
 
-from attacks.base import perturbation_norms
+from attacks.base import perturbation_size
 from benchmark.results.statistics import pack_mask, wilson_interval
+from foundation.threat_models import NORMS
 
 
 def robust_predictions(predictions: Tensor, y: Tensor) -> Tensor:
@@ -31,7 +32,7 @@ def cell_metrics(y: Tensor, clean_correct: Tensor, adv_predictions: Tensor, x: T
     n_clean, n_robust = int(clean_correct.sum()), int(robust.sum())
     ci_low, ci_high = wilson_interval(n_robust, n)
     attacked = clean_correct
-    linf, l2 = perturbation_norms(x[attacked], x_adv[attacked])
+    sizes = {norm: perturbation_size(x[attacked], x_adv[attacked], norm) for norm in NORMS}
     y_cpu, pred_cpu = y.cpu().numpy(), adv_predictions.cpu().numpy()
     return {
         "robust_points": pack_mask(robust.cpu()),
@@ -42,9 +43,8 @@ def cell_metrics(y: Tensor, clean_correct: Tensor, adv_predictions: Tensor, x: T
         "robust_accuracy_ci_high": ci_high,
         "f1_macro": float(f1_score(y_cpu, pred_cpu, average="macro", zero_division=0)),
         "attack_success_rate": (n_clean - n_robust) / n_clean if n_clean else math.nan,
-        "linf_mean": float(linf.mean()) if len(linf) else 0.0,
-        "linf_max": float(linf.max()) if len(linf) else 0.0,
-        "l2_mean": float(l2.mean()) if len(l2) else 0.0,
+        **{f"{norm}_mean": float(size.mean()) if len(size) else 0.0 for norm, size in sizes.items()},
+        "linf_max": float(sizes["linf"].max()) if n_clean else 0.0,
     }
 
 

@@ -114,6 +114,8 @@ OPTIONAL_FIELDS: dict[str, tuple[Check, str]] = {
     "input_quantizer": (lambda v: v is None or isinstance(v, str), "text or null"),
     "quantizer_found": (_flag, "true or false"),
     "backward_passes": (lambda v: _is_number(v) and v >= 0, "a non-negative number"),
+    "l1_mean": (_number, "a number"),
+    "l0_mean": (_number, "a number"),
 }
 _QUANTIZER: tuple[Check, str] = (
     lambda v: (
@@ -154,8 +156,8 @@ def cell_problem(record: Any, key: str) -> str | None:
         return f"is filed under {key} but holds cell {record['cell_key']}"
     if record["attack"] == WORST:
         return f"attack is {WORST!r}, the label of the derived worst-case rows, which are never stored"
-    if record["eps"] is not None and record["eps"] > 1 and record["threat_model"] != "l2":
-        return f"eps is {record['eps']!r}, not a number in [0, 1] (only L2 budgets exceed 1)"
+    if record["eps"] is not None and record["eps"] > 1 and record["threat_model"] in ("linf", "semantic"):
+        return f"eps is {record['eps']!r}, not a number in [0, 1] (only L2, L1 and L0 budgets exceed 1)"
     if record["status"] != "ok":
         return None
     problem = _field_problem(record, OK_FIELDS, True)

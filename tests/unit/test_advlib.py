@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from attacks.advlib_backend import ADV_LIB_INSTALL, AdvLibAPGDConfig, AdvLibAPGDTConfig, AdvLibDDNConfig, ALMAConfig
 from attacks.advlib_backend import AdvLibFMNConfig as FMNConfig
-from attacks.base import ATTACKS, perturbation_norms, project
+from attacks.base import ATTACKS, perturbation_size, project
 from foundation.errors import BenchError
 from tests.conftest import accuracy
 
@@ -86,8 +86,7 @@ def exact_minimal_distances(model: nn.Module, x: Tensor, y: Tensor, norm: str, i
 
 
 def norms(x: Tensor, x_adv: Tensor, norm: str) -> Tensor:
-    linf, l2 = perturbation_norms(x, x_adv)
-    return linf if norm == "linf" else l2
+    return perturbation_size(x, x_adv, norm)
 
 
 @needs_adv_lib
@@ -157,9 +156,10 @@ def test_l2_only_attacks_start_in_l2_and_refuse_linf(name):
 
 
 def test_attacks_in_both_norms_default_to_linf():
-    for name in ("advlib.fmn", "advlib.apgd", "advlib.apgd_t"):
+    sparse = {"advlib.fmn": {"l1", "l0"}, "advlib.apgd": {"l1"}, "advlib.apgd_t": {"l1"}}
+    for name, extra in sparse.items():
         cls = ATTACKS.get(name)
-        assert (cls.threat_model, cls.norms, cls.backend) == ("linf", {"linf", "l2"}, "adv_lib"), name
+        assert (cls.threat_model, cls.norms, cls.backend) == ("linf", {"linf", "l2", *extra}, "adv_lib"), name
 
 
 def test_budgets_per_profile_and_attackbench_settings_at_paper():

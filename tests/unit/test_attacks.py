@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from attacks.base import ATTACKS, perturbation_norms, random_start
+from attacks.base import ATTACKS, perturbation_size, random_start
 from attacks.deepfool import deepfool
 from attacks.gradient import cross_entropy_objective, fgsm, input_gradient, pgd_ascent
 from tests.conftest import accuracy
@@ -30,7 +30,7 @@ def test_attack_respects_its_budget_and_fools_the_model(name, linear_model, imag
     unchanged, small, large = attack.run_curve(linear_model, images, labels, [0.0, 0.02, 0.3], generator=generator)
     assert torch.equal(unchanged, images)
     for eps, x_adv in ((0.02, small), (0.3, large)):
-        linf, _ = perturbation_norms(images, x_adv)
+        linf = perturbation_size(images, x_adv, "linf")
         assert linf.max() <= eps + 1e-6
         assert x_adv.min() >= 0 and x_adv.max() <= 1
     assert accuracy(linear_model, large, labels) < 0.2

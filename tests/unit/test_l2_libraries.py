@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from attacks.art_backend import art_classifier
-from attacks.base import ATTACKS, perturbation_norms, project_l2
+from attacks.base import ATTACKS, perturbation_size, project_l2
 from attacks.blackbox import starting_points
 from attacks.foolbox_backend import CarliniWagnerConfig, DDNConfig, FMNConfig
 from attacks.library_backends import LIBRARY_NORMS
@@ -70,7 +70,7 @@ def test_l2_attack_stays_in_its_ball_and_the_box_and_fools_at_a_large_eps(name, 
     curve = attack.run_curve(linear_model, images, labels, epsilons, generator=seeded())
     assert torch.equal(curve[0], images)
     for eps, x_adv in zip(epsilons, curve, strict=True):
-        _, l2 = perturbation_norms(images, x_adv)
+        l2 = perturbation_size(images, x_adv, "l2")
         assert l2.max() <= eps + 1e-6
         assert x_adv.min() >= 0 and x_adv.max() <= 1
         assert accuracy(linear_model, x_adv, labels) >= minimal_l2_robust_accuracy(linear_model, images, labels, eps)
@@ -83,7 +83,13 @@ def test_l2_attack_stays_in_its_ball_and_the_box_and_fools_at_a_large_eps(name, 
 @pytest.mark.parametrize("name", L2_ONLY)
 def test_l2_only_attacks_start_in_l2_and_refuse_linf(name):
     attack = ATTACKS.build(Spec.parse(name), "smoke")
-    assert (attack.threat_model, attack.norms, attack.minimization, attack.backend) == ("l2", {"l2"}, True, "foolbox")
+    sparse = {"l1", "l0"} if name == "foolbox.fmn" else set()  # Foolbox's FMN has L1 and L0 twins
+    assert (attack.threat_model, attack.norms, attack.minimization, attack.backend) == (
+        "l2",
+        {"l2", *sparse},
+        True,
+        "foolbox",
+    )
     assert "L2" in attack.description
     assert ATTACKS.get(name).runs_in("l2") and not ATTACKS.get(name).runs_in("linf")
     with pytest.raises(BenchError, match="does not run in the linf threat model"):
@@ -94,13 +100,14 @@ def test_l2_only_attacks_start_in_l2_and_refuse_linf(name):
 def test_library_attacks_run_in_both_norms_and_default_to_linf():
     for name in BOTH_NORMS:
         cls = ATTACKS.get(name)
-        assert (cls.threat_model, cls.norms) == ("linf", {"linf", "l2"}), name
+        l1 = {"l1"} if name in ("apgd", "autoattack") else set()  # the native APGD-L1 and AutoAttack-L1
+        assert (cls.threat_model, cls.norms) == ("linf", {"linf", "l2", *l1}), name
         assert ATTACKS.build(name, "smoke").for_threat_model("l2").threat_model == "l2"
         assert ATTACKS.build(name, "smoke").threat_model == "linf"  # setting one instance leaves the class alone
 
 
-def test_every_library_spells_both_norms():
-    assert all(set(spellings) == set(NORMS) for spellings in LIBRARY_NORMS.values())
+def test_every_library_spells_both_norms_and_only_norms():
+    assert all({"linf", "l2"} <= set(spellings) <= set(NORMS) for spellings in LIBRARY_NORMS.values())
 
 
 def test_backends_cross_check_in_l2(linear_model, images, labels):

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attacks.base import ATTACKS, Attack, perturbation_norms, project_linf
+from attacks.base import ATTACKS, Attack, perturbation_size, project_linf
 from attacks.criteria import RepeatedMisclassification
 from attacks.deepfool import _closest_boundary_step, deepfool
 from attacks.gradient import cross_entropy_objective, input_gradient, pgd_ascent
@@ -25,7 +25,7 @@ def build(spec: str, norm: str = "l2", profile: str = "quick") -> Attack:
 
 
 def l2_norms(x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
-    return perturbation_norms(x, x_adv)[1]
+    return perturbation_size(x, x_adv, "l2")
 
 
 @pytest.mark.parametrize("name", NATIVE)
@@ -153,7 +153,7 @@ def test_pgd_restarts_fool_more_points_and_attack_only_those_still_standing(norm
     assert model.sizes[: len(sizes_once) + 1] == [*sizes_once, len(images)]
     assert model.sizes[len(sizes_once) + 1] == standing
     assert max(model.sizes[len(sizes_once) + 1 :]) <= standing
-    assert perturbation_norms(images, thrice)[0 if norm == "linf" else 1].max() <= eps + 1e-6
+    assert perturbation_size(images, thrice, norm).max() <= eps + 1e-6
 
 
 def test_pgd_restarts_keep_the_highest_loss_example_of_points_never_fooled(linear_model, images, labels):

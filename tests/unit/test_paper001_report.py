@@ -115,11 +115,33 @@ def test_the_l2_section_counts_what_the_label_only_attacks_add_and_their_median_
     hsj["minimal_norms"] = pack_norms(hsj_norms)
     frame = _records([deepfool, hsj])
     text = paper001.write(_config(tmp_path), frame, tmp_path / "paper001.md", "c").read_text()
-    section = text.split("What the label-only attacks add")[1].split("## White-box")[0]
+    section = text.split("What the label-only attacks add")[1].split("## ABS paper, L0")[0]
     madry = next(line for line in section.splitlines() if line.startswith("| Madry "))
     cells = [cell.strip() for cell in madry.strip("|").split("|")]
     assert cells == ["Madry", "200", "45.0", "40 of 90", "25.0", "3.00", "2.00", "1.4"]
     assert "| CNN " not in section  # a row without label-only cells has nothing to add
+
+
+def test_the_l0_column_puts_each_row_and_the_binary_cnn_beside_schott_et_al(tmp_path: Path):
+    """madry at 12 pixels: sparse-rs leaves points 0..19 (10 %), FMN's ε* is 5 on every point; the binary CNN's
+    record lies in the label-only store beside this one."""
+    eps = paper001.L0_EPS
+    sparse_rs = _record("madry", "sparse-rs", eps, 0.1, threat_model="l0")
+    fmn = _record("madry", "foolbox.fmn", eps, 0.3, threat_model="l0")
+    fmn["minimal_norms"] = pack_norms(np.full(N, 5.0))
+    binary = _record(paper001.BINARY_CNN, "pointwise", eps, 0.4, threat_model="l0")
+    label_only = tmp_path / paper001.BINARY_CNN_STORE
+    label_only.mkdir()
+    records_to_frame([binary]).to_csv(label_only / "leaderboard.csv", index=False)
+    text = paper001.write(_config(tmp_path), _records([sparse_rs, fmn]), tmp_path / "paper001.md", "c").read_text()
+    section = text.split("## ABS paper, L0 ε = 12 pixels")[1].split("## White-box")[0]
+    madry = next(line for line in section.splitlines() if line.startswith("| Madry "))
+    cells = [cell.strip() for cell in madry.strip("|").split("|")]
+    assert cells[2].startswith("10.0 [") and cells[3] == "5.00" and cells[-1] == "0"
+    assert "foolbox.fmn" in cells[4] and "sparse-rs" in cells[4]
+    binary_cnn = next(line for line in section.splitlines() if line.startswith("| Binary CNN "))
+    assert "40.0 [" in binary_cnn and binary_cnn.rstrip(" |").endswith("38")
+    assert next(line for line in section.splitlines() if line.startswith("| CNN ")).count("–") == 3  # not run
 
 
 def test_checks_judge_the_targets_and_black_box_columns_below_white_box(tmp_path: Path):

@@ -185,6 +185,26 @@ def test_the_quantized_target_compares_with_the_faster_pointwise_at_a_median_no_
     assert find(statuses(measured_frame()), target) == NOT_MEASURED
 
 
+def test_the_sparse_target_compares_sparse_rs_with_foolbox_l0_fmn_at_a_robust_accuracy_no_higher():
+    from benchmark.perf import sparse
+
+    task, target = sparse.task_name(False), "sparse-rs ≥ 1×"
+
+    def frame(ratio: float, accuracy: float) -> pd.DataFrame:
+        return to_frame(
+            [
+                row("sparse", task, sparse.SPARSE_RS, 10 * ratio, ratio_to_reference=ratio, robust_accuracy=accuracy),
+                row("sparse", task, sparse.FOOLBOX_FMN, 10.0, ratio_to_reference=1.0, robust_accuracy=0.30),
+                row("sparse", task, sparse.POINTWISE, 5.0, ratio_to_reference=0.5, robust_accuracy=0.60),
+            ]
+        )
+
+    assert find(statuses(frame(1.5, 0.20)), target) == MET
+    assert find(statuses(frame(0.8, 0.20)), target) == NOT_MET  # stronger, but slower
+    assert find(statuses(frame(3.0, 0.40)), target) == NOT_MET  # faster, but weaker
+    assert find(statuses(measured_frame()), target) == NOT_MEASURED
+
+
 def test_report_writes_csv_and_markdown_with_machine_header_and_targets(tmp_path):
     frame = measured_frame()
     rows = [Measurement(**record) for record in frame.to_dict("records")]

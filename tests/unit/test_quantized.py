@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from attacks.base import ATTACKS, check_threat_model, project
+from attacks.base import ATTACKS, check_threat_model, perturbation_size, project
 from benchmark.run.quantizer_search import find_input_quantizer
 from foundation.errors import BenchError
 from foundation.quantizers import Quantizer
@@ -45,7 +45,7 @@ class BinarisedLinear(nn.Module):
 
 
 def _size(delta: torch.Tensor, norm: str) -> float:
-    return float(delta.norm() if norm == "l2" else delta.abs().max())
+    return float(perturbation_size(torch.zeros_like(delta), delta, norm).max())
 
 
 def brute_force_minimum(model: nn.Module, x: torch.Tensor, y: int, norm: str) -> float:
@@ -66,7 +66,7 @@ def _attack(norm: str, spec: str = f"quantized:targets={CLASSES - 1}", quantizer
     return ATTACKS.build(spec, "paper").for_threat_model(norm).with_quantizer(quantizer or Quantizer.binary())
 
 
-@pytest.mark.parametrize("norm", ["l2", "linf"])
+@pytest.mark.parametrize("norm", ["l2", "linf", "l1", "l0"])
 @pytest.mark.parametrize("straight_through", [True, False], ids=["straight-through", "hard"])
 def test_the_crossing_set_costs_no_more_than_the_brute_force_minimum(norm, straight_through):
     for seed in range(20):
@@ -98,7 +98,7 @@ def test_every_example_passes_the_guard_and_the_same_seed_gives_the_same_result(
     model = BinarisedLinear(1, straight_through=True, dimension=64, classes=10)
     x = torch.rand(32, 64, generator=torch.Generator().manual_seed(1))
     y = model(x).argmax(dim=1)
-    for norm, epsilons in (("l2", [0.3, 1.0, 3.0]), ("linf", [0.1, 0.3])):
+    for norm, epsilons in (("l2", [0.3, 1.0, 3.0]), ("linf", [0.1, 0.3]), ("l1", [0.5, 2.0]), ("l0", [1, 3])):
         attack = _attack(norm, "quantized")
         runs = [
             attack.run_minimal_curve(model, x, y, epsilons, generator=torch.Generator().manual_seed(7))

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from attacks.autoattack import APGDConfig, AutoAttackConfig
-from attacks.base import ATTACKS, perturbation_norms, project_linf
+from attacks.base import ATTACKS, perturbation_size, project_linf
 from attacks.blackbox import HopSkipJumpConfig, SquareConfig
 from foundation.errors import BenchError
 from tests.conftest import accuracy
@@ -63,7 +63,7 @@ def test_attack_respects_its_ball_and_the_box_and_fools_the_model(name, linear_m
     unchanged, small, large = curve
     assert torch.equal(unchanged, images)
     for eps, x_adv in ((0.05, small), (0.3, large)):
-        linf, _ = perturbation_norms(images, x_adv)
+        linf = perturbation_size(images, x_adv, "linf")
         assert linf.max() <= eps + 1e-6
         assert x_adv.min() >= 0 and x_adv.max() <= 1
     assert accuracy(linear_model, large, labels) <= ACCURACY_AT_03[name]
@@ -227,7 +227,7 @@ def test_apgd_keeps_its_highest_loss_iterate_where_it_cannot_fool(linear_model, 
         standing = linear_model(x_adv).argmax(1) == labels
     assert standing.sum() > len(labels) // 2
     assert (adv_loss[standing] > clean_loss[standing]).all()
-    assert perturbation_norms(images, x_adv)[0].max() <= eps + 1e-6
+    assert perturbation_size(images, x_adv, "linf").max() <= eps + 1e-6
 
 
 def test_autoattack_asks_the_criterion_which_points_are_still_standing(linear_model, images, labels):

@@ -38,6 +38,7 @@ from benchmark.results.worst_case import THREAT_MODELS, group_cells, headline_ep
 from benchmark.store.atomic import atomic_write_text
 from benchmark.store.result_store import ResultStore
 from foundation.errors import BenchError
+from foundation.threat_models import NORM_SYMBOLS
 
 SITE = "site"
 INDEX = "index.html"
@@ -262,8 +263,9 @@ def index_context(frame: pd.DataFrame, pages: dict[str, str], attacks_page: bool
 
 
 def budget_label(threat_model: str) -> str:
-    """The x axis of a plot: ``ε (L∞ budget)``, ``ε (L2 budget)``."""
-    return f"ε ({ {'linf': 'L∞', 'l2': 'L2'}.get(threat_model, threat_model) } budget)"
+    """The x axis of a plot: ``ε (L∞ budget)``, ``ε (L2 budget)``, ``ε (L0 budget, pixels)``."""
+    unit = ", pixels" if threat_model == "l0" else ""
+    return f"ε ({NORM_SYMBOLS.get(threat_model, threat_model)} budget{unit})"
 
 
 def _ticks(high: float, count: int = 5) -> list[float]:
