@@ -49,7 +49,7 @@ from attacks.library_backends import (
     run_member,
     run_torchattacks,
     square,
-    within_l2_ball,
+    within_ball,
 )
 from foundation.errors import BenchError
 
@@ -191,7 +191,7 @@ class AutoAttack(_NativeInL1):
         with library_session(model, x, generator) as (locked, seed):
             members = self._members(locked, x, eps, seed)
             x_adv = self.until_fooled((functools.partial(run_member, member) for member in members), x, y)
-        return within_l2_ball(self, x, x_adv, eps)
+        return within_ball(self, x, x_adv, eps)
 
     def _l1_members(self, model: nn.Module, x: Tensor, eps: float, seed: int) -> list[Member]:
         """AutoAttack's standard L1 members: l1-APGD-CE with 5 restarts, then l1-APGD-T over the 5 most likely
@@ -283,4 +283,4 @@ class APGD(_NativeInL1):
         def build(locked: nn.Module, seed: int) -> Any:
             return apgd_ce(locked, threat_model, eps, steps, seed)
 
-        return within_l2_ball(self, x, run_torchattacks(build, model, x, y, generator), eps)
+        return within_ball(self, x, run_torchattacks(build, model, x, y, generator), eps)

@@ -23,7 +23,7 @@ from attacks.library_backends import (
     library_norm,
     run_torchattacks,
     square,
-    within_l2_ball,
+    within_ball,
 )
 from foundation.seeding import seeded
 
@@ -66,7 +66,7 @@ class Square(Attack):
         def build(locked: nn.Module, seed: int) -> Any:
             return square(locked, self.threat_model, eps, cfg.queries, cfg.p_init, rescale=True, seed=seed)
 
-        return within_l2_ball(self, x, run_torchattacks(build, model, x, y, generator), eps)
+        return within_ball(self, x, run_torchattacks(build, model, x, y, generator), eps)
 
 
 @dataclass(frozen=True)

@@ -313,7 +313,7 @@ class FoolboxBrendelBethge(FoolboxMinimization):
         "(Foolbox L1BrendelBethgeAttack, L0BrendelBethgeAttack)"
     )
     Config = BrendelBethgeConfig
-    #: Smoke: a short walk along the boundary; quick: a tenth of the paper's (a thousand steps of the numba solver).
+    #: Smoke: a short walk along the boundary; quick: a tenth of the paper's 1,000 steps of the numba solver.
     profile_overrides = {"smoke": {"steps": 20}, "quick": {"steps": 100}}
     norms = frozenset({"l1", "l0"})
     threat_model: ThreatModel = "l1"

@@ -49,10 +49,6 @@ def within_ball(attack: Attack, x: Tensor, x_adv: Tensor, eps: float) -> Tensor:
     return x_adv if attack.threat_model == "linf" else attack.project(x, x_adv, eps)
 
 
-#: The old name, still imported by ``attacks/autoattack.py`` and ``attacks/blackbox.py``.
-within_l2_ball = within_ball
-
-
 def check_options(
     config: Any, *, counts: tuple[str, ...] = (), positive: tuple[str, ...] = (), fractions: tuple[str, ...] = ()
 ) -> None:

@@ -159,3 +159,18 @@ def test_the_adaptive_protocol_picks_the_attacks_of_the_norm(norm, expected):
     assert label_only_in(norm) == ("pointwise",)
     assert all(ATTACKS.get(choice.spec.name).runs_in(norm) for choice in chosen)
     assert "L1 version" in chosen[0].reason if norm == "l1" else "Sparse-RS" in chosen[0].reason
+
+
+def test_sparse_rs_finds_an_l0_adversarial_of_exactly_the_minimal_number_of_pixels():
+    """On an 8-value input every point's fewest changed values are known by brute force (every subset set to every
+    corner of the box): Sparse-RS at ε = that number fools the point, and nothing can at one value fewer."""
+    model = FewPixels()
+    x = torch.rand(16, 8, generator=torch.Generator().manual_seed(1))
+    y = model(x).argmax(dim=1)
+    fewest = torch.tensor([_fewest_pixels(model, x[i : i + 1], int(y[i])) for i in range(len(x))])
+    attack = ATTACKS.build("sparse-rs:queries=300", "quick")
+    for count in fewest.unique().tolist():
+        points = (fewest == count).nonzero().squeeze(1)
+        x_adv = attack(model, x[points], y[points], count, generator=torch.Generator().manual_seed(0))
+        assert (model(x_adv).argmax(dim=1) != y[points]).all(), count
+        assert (perturbation_size(x[points], x_adv, "l0") == count).all()
