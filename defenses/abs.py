@@ -80,11 +80,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from defenses.base import Defense, FitContext, Split, register_defense
+from defenses.base import Defense, FitContext, register_defense
 from defenses.epochs import run_epochs
 from defenses.training_loops import History
 from foundation.adaptive import BPDA
 from foundation.quantizers import Quantizer
+from foundation.splits import Split
 
 NUM_CLASSES = 10
 IMAGE_SIZE = 28

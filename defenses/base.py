@@ -9,8 +9,7 @@ defense's randomness.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Protocol, TypeVar
 
 import torch
@@ -19,34 +18,9 @@ from torch import Tensor, nn
 from foundation.adaptive import ExpectationOverTransformation
 from foundation.quantizers import Quantizer
 from foundation.registry import Plugin, Registry
+from foundation.splits import Split
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Split:
-    """Images in [0, 1] of shape (N, C, H, W) (the dataset's: MNIST 1×28×28, CIFAR-10 3×32×32) and integer
-    labels, on one device."""
-
-    x: Tensor
-    y: Tensor
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-    def to(self, device: torch.device | str) -> Split:
-        return Split(self.x.to(device), self.y.to(device))
-
-    def batches(self, batch_size: int, generator: torch.Generator | None = None) -> Iterator[tuple[Tensor, Tensor]]:
-        """Mini-batches, shuffled when a generator is given."""
-        order = (
-            torch.randperm(len(self), generator=generator, device=generator.device).to(self.y.device)
-            if generator is not None
-            else torch.arange(len(self), device=self.y.device)
-        )
-        for start in range(0, len(self), batch_size):
-            index = order[start : start + batch_size]
-            yield self.x[index], self.y[index]
 
 
 class FitContext(Protocol):

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from defenses.base import Defense, FitContext, Split, register_defense
+from defenses.base import Defense, FitContext, register_defense
 from defenses.networks import MadryCNN, classifier_for
 from defenses.training_loops import History, train_classifier
+from foundation.splits import Split
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ from typing import Literal, Protocol, TypeVar
 import torch
 from torch import Tensor, nn
 
-from defenses.base import FitContext, Split
+from defenses.base import FitContext
+from foundation.splits import Split
 
 B = TypeVar("B")
 B_co = TypeVar("B_co", covariant=True)

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from attacks.gradient import cross_entropy_objective, pgd_ascent
-from defenses.base import FitContext, Split, register_defense
+from defenses.base import FitContext, register_defense
 from defenses.cnn import ClassifierDefense
 from defenses.training_loops import train_classifier
+from foundation.splits import Split
 
 
 @dataclass(frozen=True)

@@ -43,13 +43,14 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from defenses.base import Defense, FitContext, Split, register_defense
+from defenses.base import Defense, FitContext, register_defense
 from defenses.checkpoint_formats import load_scripted, load_weights
 from defenses.checkpoint_formats import one_line as _one_line
 from defenses.preprocessing import Normalized, channel_values, check_channels
 from foundation.errors import BenchError, did_you_mean
 from foundation.quantizers import Quantizer
 from foundation.registry import added_option
+from foundation.splits import Split
 
 #: The shape and classes checked when the fit context does not say (MNIST's).
 DEFAULT_IMAGE_SHAPE = (1, 28, 28)

@@ -71,9 +71,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
-from defenses.base import Defense, FitContext, Split, register_defense
+from defenses.base import Defense, FitContext, register_defense
 from defenses.epochs import Shuffled, run_epochs
 from defenses.training_loops import History, classifier_accuracy
+from foundation.splits import Split
 
 GeneratorLoss = Literal["cw", "ce"]
 OptimizerName = Literal["sgd", "adam"]

@@ -23,11 +23,12 @@ from torch import Tensor
 
 from attacks.random_mix import ATTACK_TYPES
 from defenses.adversarial_vae import AdversarialVAE, AdversarialVAEConfig, TrainingAttackName, TrainingAttacks
-from defenses.base import FitContext, Split, register_defense
+from defenses.base import FitContext, register_defense
 from defenses.critic import CRITIC_POOL_SIZE, CRITIC_TOP_FRACTION, LossCritic, critic_training_step, select_top_fraction
 from defenses.networks import vae_loss_per_image
 from defenses.replay import DEFAULT_LOSS_WEIGHT, PrioritizedReplayBuffer, beta_schedule
 from defenses.training_loops import History
+from foundation.splits import Split
 
 
 @dataclass(frozen=True)

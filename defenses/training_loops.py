@@ -10,9 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from defenses.base import FitContext, Split
+from defenses.base import FitContext
 from defenses.epochs import Shuffled, run_epochs
 from defenses.networks import VAE, vae_loss, vae_loss_per_image
+from foundation.splits import Split
 
 #: ``after_step(step, clean_batch, per_image_losses, optimizer)``
 AfterStep = Callable[[int, Tensor, Tensor, torch.optim.Optimizer], None]

@@ -15,9 +15,10 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from defenses.base import Defense, FitContext, Split, register_defense
+from defenses.base import Defense, FitContext, register_defense
 from defenses.networks import VAE, CnnVAE, FcVAE, MadryCNN, Purified, reconstruction_loss
 from defenses.training_loops import AfterStep, History, train_vae
+from foundation.splits import Split
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from defenses.base import Split
+from foundation.splits import Split
 
 
 @dataclass

@@ -19,7 +19,7 @@ from foundation.registry import Plugin, Registry
 from foundation.threat_models import DEFAULT_NORM, NORM_SYMBOLS
 
 if TYPE_CHECKING:
-    from defenses.base import Split
+    from foundation.splits import Split
 
 DEFAULT_DATASET = "mnist"
 

@@ -9,8 +9,8 @@ import torch
 
 from benchmark.datasets.base import Dataset, register_dataset
 from benchmark.datasets.files import not_found, offline_requested, parsed_cache, read_cache, write_cache
-from defenses.base import Split
 from foundation.errors import BenchError
+from foundation.splits import Split
 
 FOLDER = "cifar-10-batches-py"
 STANDARD_EPSILONS = (2 / 255, 4 / 255, 8 / 255)

@@ -14,8 +14,8 @@ from platformdirs import user_cache_dir
 
 from benchmark.config.run_config import config_hash
 from benchmark.store.atomic import atomic_write
-from defenses.base import Split
 from foundation.errors import BenchError
+from foundation.splits import Split
 
 DATA_DIR_ENV = "BENCH_DATA_DIR"
 OFFLINE_ENV = "BENCH_OFFLINE"

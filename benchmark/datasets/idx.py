@@ -19,8 +19,8 @@ from benchmark.datasets.files import (
     tensor_problem,
     write_cache,
 )
-from defenses.base import Split
 from foundation.errors import BenchError
+from foundation.splits import Split
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from benchmark.datasets.base import Dataset, register_dataset
 from benchmark.datasets.idx import FASHION_MNIST_FORMAT, MNIST_FORMAT, MNIST_INPUT_SHAPE, load_mnist
-from defenses.base import Split
+from foundation.splits import Split
 
 
 @register_dataset("mnist")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from defenses.base import Split
+from foundation.splits import Split
 
 #: Paper 000 splits the 60k training images into 50k for training and 10k for validation.
 TRAIN_SIZE = 50_000

@@ -16,9 +16,10 @@ from benchmark.perf.measurements import Measurement, from_timings
 from benchmark.perf.timing import Contender, synchronizer, time_round_robin
 from benchmark.perf.workbench import Workbench, log
 from defenses.adversarial_vae import AdversarialVAEConfig
-from defenses.base import DEFENSES, Split
+from defenses.base import DEFENSES
 from defenses.networks import VAE, vae_loss_per_image
 from defenses.vae import VAEConfig, build_vae
+from foundation.splits import Split
 
 HARNESS, HAND_LOOP = "harness", "hand loop"
 STEPS, BATCH = 20, 128

@@ -25,8 +25,9 @@ from benchmark.run.progress import Reporter
 from benchmark.run.provenance import describe_device
 from benchmark.run.training import LocalTrainer
 from benchmark.store.checkpoints import CheckpointCache, CorruptCheckpoint
-from defenses.base import Defense, Split
+from defenses.base import Defense
 from foundation.registry import Spec
+from foundation.splits import Split
 
 T = TypeVar("T")
 #: Cached checkpoints are looked for in this order; without one, the cheapest profile is trained.

@@ -20,9 +20,9 @@ from benchmark.config.run_config import RunConfig
 from benchmark.datasets.base import DATASETS
 from benchmark.datasets.files import resolve_data_dir
 from benchmark.datasets.slices import DataSlices, make_slices
-from defenses.base import Split
 from foundation import allocator
 from foundation.errors import BenchError
+from foundation.splits import Split
 
 CACHE_DIR_ENV = "BENCH_CACHE_DIR"
 

@@ -12,7 +12,7 @@ from torch import nn
 from benchmark.config.profiles import get_profile
 from benchmark.datasets.idx import load_mnist
 from benchmark.datasets.slices import make_slices
-from defenses.base import Split
+from foundation.splits import Split
 from tests.integration.conftest import leaderboard
 
 pytestmark = pytest.mark.integration

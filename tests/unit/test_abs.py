@@ -28,7 +28,8 @@ from defenses.abs import (
     project_to_ball,
     validate,
 )
-from defenses.base import DEFENSES, Split
+from defenses.base import DEFENSES
+from foundation.splits import Split
 from tests.synthetic import TinyContext
 
 TINY = ABSConfig(bank_size=20, bank_draws=24, steps=3, chunk_size=4)

@@ -7,8 +7,8 @@ import torch
 from benchmark.datasets.files import resolve_data_dir
 from benchmark.datasets.idx import load_mnist
 from benchmark.datasets.slices import make_slices
-from defenses.base import Split
 from foundation.errors import BenchError
+from foundation.splits import Split
 
 
 def test_data_dir_precedence(monkeypatch, tmp_path):

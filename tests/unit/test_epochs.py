@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from defenses.base import Split
 from defenses.epochs import Shuffled, run_epochs
+from foundation.splits import Split
 from tests.synthetic import TinyContext
 
 

@@ -14,10 +14,11 @@ from torch import nn
 from benchmark.config.profiles import get_profile
 from benchmark.config.run_config import RunConfig
 from benchmark.run.plan import Planner
-from defenses.base import DEFENSES, Split
+from defenses.base import DEFENSES
 from defenses.model import ModelDefense
 from foundation.errors import BenchError
 from foundation.registry import Spec
+from foundation.splits import Split
 from tests.synthetic import TinyContext
 
 LINEAR = """

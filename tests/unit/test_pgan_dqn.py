@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-from defenses.base import DEFENSES, Split
+from defenses.base import DEFENSES
 from defenses.pgan_dqn import (
     GeneratorSelector,
     PerturbationGenerator,
@@ -24,6 +24,7 @@ from defenses.pgan_dqn import (
     make_optimizer,
     sample_noise,
 )
+from foundation.splits import Split
 from tests.synthetic import TinyContext, blobs
 
 
