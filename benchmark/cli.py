@@ -17,7 +17,7 @@ from pathlib import Path
 
 from benchmark.run.interrupts import Terminated, interruptible
 from foundation.errors import BenchError
-from foundation.threat_models import DEFAULT_NORM, check_norm
+from foundation.threat_models import DEFAULT_NORM, NORMS, check_norm
 
 EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 1, 130, 143
 
@@ -309,21 +309,24 @@ def _adaptive_first_stages(config):
 
 
 def _masked_warnings(frame, adaptive: bool) -> list[str]:
-    """One line per defense the ``masked`` flag fires on: its gradients mislead gradient attacks."""
-    from benchmark.results.label_only import LABEL_ONLY
+    """One line per defense and threat model the ``masked`` flag fires on: its gradients mislead gradient attacks;
+    the label-only attacks named are those that run in that threat model."""
+    from benchmark.run.adaptive import label_only_in
 
-    flagged = frame[frame["flags"].fillna("").str.contains("masked")]
-    added = ", ".join(LABEL_ONLY)
-    tail = (
-        f"the adaptive protocol added {added} at full budget"
-        if adaptive
-        else f"gradient attacks can report it robust; run --attacks adaptive (adds {added}) or add BPDA"
-    )
-    return [
-        f"bench: warning: {defense} is flagged masked (input gradients zero or missing on "
-        f"{100 * share:.0f} % of points): {tail}"
-        for defense, share in flagged.groupby("defense", sort=True)["gradient_masking_share"].max().items()
-    ]
+    flagged = frame[frame["flags"].fillna("").str.contains("masked") & frame["threat_model"].isin(NORMS)]
+    lines = []
+    for (defense, norm), share in flagged.groupby(["defense", "threat_model"], sort=True)["gradient_masking_share"]:
+        added = ", ".join(label_only_in(str(norm)))
+        tail = (
+            f"the adaptive protocol added {added} at full budget"
+            if adaptive
+            else f"gradient attacks can report it robust; run --attacks adaptive (adds {added}) or add BPDA"
+        )
+        lines.append(
+            f"bench: warning: {defense} is flagged masked (input gradients zero or missing on "
+            f"{100 * share.max():.0f} % of points): {tail}"
+        )
+    return lines
 
 
 def _cmd_list(_: argparse.Namespace) -> int:

@@ -174,3 +174,22 @@ def test_sparse_rs_finds_an_l0_adversarial_of_exactly_the_minimal_number_of_pixe
         x_adv = attack(model, x[points], y[points], count, generator=torch.Generator().manual_seed(0))
         assert (model(x_adv).argmax(dim=1) != y[points]).all(), count
         assert (perturbation_size(x[points], x_adv, "l0") == count).all()
+
+
+def test_the_masked_warning_names_the_label_only_attacks_of_its_threat_model():
+    import pandas as pd
+
+    from benchmark.cli import _masked_warnings
+
+    frame = pd.DataFrame(
+        {
+            "defense": ["hard", "hard", "hard"],
+            "threat_model": ["l0", "l2", "semantic"],
+            "flags": ["masked", "masked;quantized", "masked"],
+            "gradient_masking_share": [1.0, 1.0, 1.0],
+        }
+    )
+    l0, l2 = _masked_warnings(frame, adaptive=True)
+    assert l0.endswith("the adaptive protocol added pointwise at full budget")
+    assert l2.endswith("the adaptive protocol added boundary, hsj, pointwise at full budget")
+    assert "run --attacks adaptive (adds pointwise)" in _masked_warnings(frame, adaptive=False)[0]
