@@ -111,7 +111,10 @@ def _add_perf(subparsers: argparse._SubParsersAction) -> None:
     perf.add_argument(
         "--sections",
         default=None,
-        help="subset of attacks,deepfool,training,abs,worst,startup,scale,run (default: all but scale,run)",
+        help=(
+            "subset of attacks,deepfool,worst,decision,quantized,sparse,autoattack,training,abs,startup,scale,run "
+            "(default: attacks,deepfool,worst,decision,training,abs,startup)"
+        ),
     )
     perf.add_argument("--repeats", type=int, default=5, help="timed rounds per task (median reported; default 5)")
     perf.add_argument("--batch-size", type=int, default=256, help="images per attacked batch (default 256)")
