@@ -35,6 +35,7 @@ from benchmark.publish.published import (
 )
 from benchmark.reports.common import cell, markdown_table, number, percent_with_interval, provenance, run_matrix
 from benchmark.results.columns import WORST
+from benchmark.results.frame import load
 from benchmark.results.label_only import LABEL_ONLY, label_only_gains
 from benchmark.results.minimal_perturbations import format_eps_star, minimal_perturbations
 from benchmark.results.statistics import unpack_mask
@@ -273,10 +274,10 @@ def _median_eps_star(frame: pd.DataFrame, defense: str, threat_model: str) -> st
 
 def _binary_cnn(out_dir: Path) -> pd.DataFrame:
     """The L0 records of the binarised CNN in ``OUT/label-only`` (empty where that store has none)."""
-    path = out_dir / BINARY_CNN_STORE / "leaderboard.csv"
-    if not path.exists():
+    store = out_dir / BINARY_CNN_STORE
+    frame = load(store, allow_empty=True) if store.is_dir() else pd.DataFrame()
+    if frame.empty:
         return pd.DataFrame(columns=["defense", "attack", "threat_model", "eps"])
-    frame = pd.read_csv(path)
     return frame[(frame["defense"] == BINARY_CNN) & (frame["threat_model"] == "l0")]
 
 

@@ -122,7 +122,7 @@ def test_the_l2_section_counts_what_the_label_only_attacks_add_and_their_median_
     assert "| CNN " not in section  # a row without label-only cells has nothing to add
 
 
-def test_the_l0_column_puts_each_row_and_the_binary_cnn_beside_schott_et_al(tmp_path: Path):
+def test_the_l0_column_puts_each_row_and_the_binary_cnn_beside_schott_et_al(tmp_path: Path, monkeypatch):
     """madry at 12 pixels: sparse-rs leaves points 0..19 (10 %), FMN's ε* is 5 on every point; the binary CNN's
     record lies in the label-only store beside this one."""
     eps = paper001.L0_EPS
@@ -130,9 +130,9 @@ def test_the_l0_column_puts_each_row_and_the_binary_cnn_beside_schott_et_al(tmp_
     fmn = _record("madry", "foolbox.fmn", eps, 0.3, threat_model="l0")
     fmn["minimal_norms"] = pack_norms(np.full(N, 5.0))
     binary = _record(paper001.BINARY_CNN, "pointwise", eps, 0.4, threat_model="l0")
-    label_only = tmp_path / paper001.BINARY_CNN_STORE
-    label_only.mkdir()
-    records_to_frame([binary]).to_csv(label_only / "leaderboard.csv", index=False)
+    binary["minimal_norms"] = pack_norms(np.full(N, 8.0))
+    (tmp_path / paper001.BINARY_CNN_STORE).mkdir()  # the label-only store, read as the report reads a store
+    monkeypatch.setattr(paper001, "load", lambda store, allow_empty: records_to_frame([binary]))
     text = paper001.write(_config(tmp_path), _records([sparse_rs, fmn]), tmp_path / "paper001.md", "c").read_text()
     section = text.split("## ABS paper, L0 ε = 12 pixels")[1].split("## White-box")[0]
     madry = next(line for line in section.splitlines() if line.startswith("| Madry "))
@@ -140,7 +140,7 @@ def test_the_l0_column_puts_each_row_and_the_binary_cnn_beside_schott_et_al(tmp_
     assert cells[2].startswith("10.0 [") and cells[3] == "5.00" and cells[-1] == "0"
     assert "foolbox.fmn" in cells[4] and "sparse-rs" in cells[4]
     binary_cnn = next(line for line in section.splitlines() if line.startswith("| Binary CNN "))
-    assert "40.0 [" in binary_cnn and binary_cnn.rstrip(" |").endswith("38")
+    assert "40.0 [" in binary_cnn and "| 8.00 " in binary_cnn and binary_cnn.rstrip(" |").endswith("38")
     assert next(line for line in section.splitlines() if line.startswith("| CNN ")).count("–") == 3  # not run
 
 
