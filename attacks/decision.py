@@ -74,11 +74,6 @@ class _SubsetOracle(LabelOracle):
         return self.owner(x_adv, self.points[rows])
 
 
-def distances(x: Tensor, x_adv: Tensor, threat_model: str) -> Tensor:
-    """Per-image size of ``x_adv − x`` in the threat model's norm."""
-    return perturbation_size(x, x_adv, threat_model)
-
-
 def _per_image(values: Tensor, like: Tensor) -> Tensor:
     return values.view(-1, *[1] * (like.ndim - 1))
 
@@ -164,7 +159,7 @@ def starting_points(
         on_boundary = boundary_search(
             oracle, x[usable_rows], candidate[usable_rows], usable_rows, threat_model, tolerance
         )
-        size = distances(x[usable_rows], on_boundary, threat_model)
+        size = perturbation_size(x[usable_rows], on_boundary, threat_model)
         closer = size < best_size[usable_rows]
         best[usable_rows[closer]] = on_boundary[closer]
         best_size[usable_rows[closer]] = size[closer]
@@ -304,7 +299,7 @@ class Boundary(DecisionAttack):
             rows = active.nonzero().squeeze(1)
             fooled = torch.zeros(n, dtype=torch.bool, device=x.device)
             fooled[rows] = oracle(candidates[rows], rows)
-            closer = distances(x, candidates, "l2") < distances(x, adv, "l2")
+            closer = perturbation_size(x, candidates, "l2") < perturbation_size(x, adv, "l2")
             accept = fooled & closer & active
             adv[accept] = candidates[accept]
             if step % cfg.update_every:
@@ -398,7 +393,7 @@ class BatchedHopSkipJump(DecisionAttack):
         dimension = x[0].numel()
         tolerance = self._tolerance(dimension)
         adv = start.clone()
-        size = distances(x, adv, self.threat_model)
+        size = perturbation_size(x, adv, self.threat_model)
         everyone = torch.arange(len(x), device=x.device)
         iteration = 0
         while True:
@@ -426,7 +421,7 @@ class BatchedHopSkipJump(DecisionAttack):
             stepped = (adv + _per_image(step, update) * update).clamp(0.0, 1.0)
             adv = torch.where(_per_image(moved, adv), stepped, adv)
             adv = boundary_search(oracle, x, adv, everyone, self.threat_model, tolerance)
-            size = distances(x, adv, self.threat_model)
+            size = perturbation_size(x, adv, self.threat_model)
         return adv
 
     def _estimate_gradient(
@@ -508,7 +503,7 @@ class Pointwise(DecisionAttack):
         budget = (self.config.queries - oracle.queries).clamp_min(0)[owners] // per_point[owners]
         reduced = self._reduce(oracle.subset(owners, inherit=False), x[owners], starts, budget, generator)
         # Each point keeps its smallest result: sort the rows by size, then (stably) by point.
-        order = distances(x[owners], reduced, self.threat_model).argsort()
+        order = perturbation_size(x[owners], reduced, self.threat_model).argsort()
         order = order[owners[order].argsort(stable=True)]
         first = torch.ones(len(order), dtype=torch.bool, device=x.device)
         first[1:] = owners[order][1:] != owners[order][:-1]
